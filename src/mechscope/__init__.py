@@ -1,0 +1,29 @@
+"""mechscope: a microscope for language models that lives in Jupyter.
+
+Data flows one way: models -> interventions -> analysis -> widgets.
+
+>>> import mechscope
+>>> model = mechscope.tiny_model("llama")
+>>> result = mechscope.activations(model, "hello world")
+>>> result.values.shape == (model.n_layers, len(result.tokens))
+True
+"""
+
+from .analysis.activations import ActivationsResult, activations
+from .errors import InputError, MechscopeError, ModelLoadError, RemoteError, UnsupportedArchitectureError
+from .models import Model, load, tiny_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActivationsResult",
+    "InputError",
+    "MechscopeError",
+    "Model",
+    "ModelLoadError",
+    "RemoteError",
+    "UnsupportedArchitectureError",
+    "activations",
+    "load",
+    "tiny_model",
+]

@@ -1,0 +1,1 @@
+"""Analyses: plain result objects (numpy arrays + labels); `.show()` returns a widget."""

@@ -1,0 +1,103 @@
+"""`activations`: one number per (layer, token) from a single traced forward pass.
+
+>>> import mechscope
+>>> model = mechscope.tiny_model("gpt2")
+>>> r = mechscope.activations(model, "The cat sat", site="neurons", neuron=5)
+>>> r.values.shape == (model.n_layers, len(r.tokens))
+True
+>>> list(r.to_pandas().columns) == r.tokens or r.to_pandas().shape == r.values.shape
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..models.model import Model
+
+#: Sites `activations` can read, and what their per-cell value is.
+_SITES = ("resid", "attn", "mlp", "neurons")
+
+
+@dataclass(frozen=True)
+class ActivationsResult:
+    """``values[layer, position]``: the chosen quantity at each layer and token."""
+
+    values: np.ndarray
+    tokens: list[str]
+    layers: list[int]
+    site: str
+    quantity: str
+    prompt: str
+    model_name: str
+
+    def to_pandas(self):  # noqa: ANN201 - pandas is imported lazily
+        """A DataFrame with one row per layer and one column per position."""
+        import pandas as pd
+
+        columns = pd.MultiIndex.from_arrays(
+            [list(range(len(self.tokens))), self.tokens], names=["position", "token"]
+        )
+        return pd.DataFrame(self.values, index=pd.Index(self.layers, name="layer"), columns=columns)
+
+    def show(self):  # noqa: ANN201 - returns the widget
+        """The activation heatmap (layers x tokens)."""
+        from ..widgets.heatmap import Heatmap
+
+        diverging = self.quantity != "norm"
+        return Heatmap(
+            self.values,
+            row_labels=[f"L{layer}" for layer in self.layers],
+            col_labels=self.tokens,
+            title=f"{self.model_name}: {self.site} {self.quantity}",
+            value_label=f"{self.site} {self.quantity}",
+            colorscale="diverging" if diverging else "viridis",
+        )
+
+
+def activations(model: Model, prompt: str, *, site: str = "resid", neuron: int | None = None,
+                layers: list[int] | None = None) -> ActivationsResult:
+    """Read ``site`` at every layer for ``prompt`` in one trace.
+
+    The value per cell is the L2 norm of the site's vector, or with ``neuron=i`` that
+    unit's activation (a residual-stream dimension for resid/attn/mlp; an MLP neuron,
+    post-nonlinearity, for ``site="neurons"``).
+    """
+    if site not in _SITES:
+        raise InputError(f"site must be one of {_SITES}, got {site!r}.")
+    chosen = [model.check_layer(layer) for layer in (layers if layers is not None else range(model.n_layers))]
+    if not chosen:
+        raise InputError("layers is empty: give at least one layer.")
+    width = model.d_mlp if site == "neurons" else model.d_model
+    if neuron is not None:
+        if isinstance(neuron, bool) or not isinstance(neuron, int | np.integer):
+            raise InputError(f"neuron must be an int, got {neuron!r}.")
+        if not -width <= neuron < width:
+            raise InputError(f"neuron {neuron} is out of range for {site}: width {width} (0..{width - 1}).")
+        neuron = int(neuron) % width
+    ids = model.to_tokens(prompt)
+    tokens = [model.tokenizer.decode([i]) for i in ids[0].tolist()]
+
+    saved = []
+    with torch.no_grad(), model.nn.trace(ids, remote=model.remote or False):
+        for layer in sorted(set(chosen)):
+            env = model.envoy(site, layer)
+            value = env.input if site == "neurons" else env.output
+            if isinstance(value, tuple):
+                value = value[0]
+            saved.append(value[0].save())
+    by_layer = dict(zip(sorted(set(chosen)), saved, strict=True))
+    rows = []
+    for layer in chosen:
+        act = by_layer[layer].float()
+        rows.append(act.norm(dim=-1) if neuron is None else act[:, neuron])
+    values = torch.stack(rows).cpu().numpy().astype(np.float32)
+    return ActivationsResult(
+        values=values, tokens=tokens, layers=chosen, site=site,
+        quantity="norm" if neuron is None else f"unit {neuron}", prompt=prompt,
+        model_name=model.name,
+    )

@@ -1,0 +1,1 @@
+"""Interventions: patching, ablation, steering, remote execution (all through nnsight)."""
