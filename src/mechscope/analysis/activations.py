@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..interventions._trace import trace_kwargs
 from ..models.model import Model
 
 #: Sites `activations` can read, and what their per-cell value is.
@@ -83,7 +84,7 @@ def activations(model: Model, prompt: str, *, site: str = "resid", neuron: int |
     tokens = [model.tokenizer.decode([i]) for i in ids[0].tolist()]
 
     saved = []
-    with torch.no_grad(), model.nn.trace(ids, remote=model.remote or False):
+    with torch.no_grad(), model.nn.trace(ids, **trace_kwargs(model)):
         for layer in sorted(set(chosen)):
             env = model.envoy(site, layer)
             value = env.input if site == "neurons" else env.output
