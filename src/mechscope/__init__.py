@@ -10,6 +10,7 @@ True
 """
 
 from .analysis.activations import ActivationsResult, activations
+from .analysis.logit_lens import LogitLensResult, logit_lens
 from .errors import InputError, MechscopeError, ModelLoadError, RemoteError, UnsupportedArchitectureError
 from .models import Model, load, tiny_model
 
@@ -18,6 +19,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ActivationsResult",
     "InputError",
+    "LogitLensResult",
     "MechscopeError",
     "Model",
     "ModelLoadError",
@@ -25,5 +27,6 @@ __all__ = [
     "UnsupportedArchitectureError",
     "activations",
     "load",
+    "logit_lens",
     "tiny_model",
 ]

@@ -1,0 +1,128 @@
+"""`logit_lens`: decode every layer's residual stream with the final norm and unembedding.
+
+Top-k tokens (and an optional target token's probability and rank) are computed inside the
+trace, layer by layer, in chunks of positions, so a long prompt never materialises a
+layers x positions x vocab array: only (layers, positions, k) leaves the model.
+
+>>> import mechscope
+>>> model = mechscope.tiny_model("llama")
+>>> lens = mechscope.logit_lens(model, "hello world", top_k=3, target=" world")
+>>> lens.top_ids.shape == (model.n_layers, len(lens.tokens), 3)
+True
+>>> bool((lens.target_rank >= 0).all())
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import nnsight
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..interventions._trace import trace_kwargs
+from ..models.model import Model
+
+#: Positions decoded at once per layer (bounds the transient positions x vocab block).
+CHUNK = 64
+
+
+@dataclass(frozen=True)
+class LogitLensResult:
+    """Per (layer, position): the top-k next-token predictions read off the residual stream.
+
+    ``top_ids``/``top_probs``/``top_tokens``: (layers, positions, k). With a target token,
+    ``target_prob`` and ``target_rank`` (0 = top-1): (layers, positions).
+    """
+
+    top_ids: np.ndarray
+    top_probs: np.ndarray
+    top_tokens: np.ndarray
+    tokens: list[str]
+    layers: list[int]
+    prompt: str
+    model_name: str
+    target: str | None = None
+    target_id: int | None = None
+    target_prob: np.ndarray | None = None
+    target_rank: np.ndarray | None = None
+
+    def to_pandas(self):  # noqa: ANN201
+        """Long format: one row per (layer, position, rank)."""
+        import pandas as pd
+
+        n_layers, n_pos, k = self.top_ids.shape
+        layer, pos, rank = np.meshgrid(self.layers, np.arange(n_pos), np.arange(k), indexing="ij")
+        frame = pd.DataFrame({
+            "layer": layer.ravel(), "position": pos.ravel(),
+            "input_token": np.asarray(self.tokens, dtype=object)[pos.ravel()],
+            "rank": rank.ravel(), "token": self.top_tokens.ravel(),
+            "token_id": self.top_ids.ravel(), "prob": self.top_probs.ravel(),
+        })
+        return frame
+
+    def show(self):  # noqa: ANN201
+        """Heatmap of the top-1 probability (or the target's probability) per layer and token."""
+        from ..widgets.heatmap import Heatmap
+
+        if self.target_prob is not None:
+            values, label = self.target_prob, f"p({self.target!r})"
+        else:
+            values, label = self.top_probs[:, :, 0], "top-1 probability"
+        return Heatmap(values, row_labels=[f"L{i}" for i in self.layers], col_labels=self.tokens,
+                       title=f"logit lens: {self.model_name}", value_label=label, vmin=0.0, vmax=1.0)
+
+
+def logit_lens(model: Model, prompt: str, *, top_k: int = 5, target: str | int | None = None,
+               layers: list[int] | None = None) -> LogitLensResult:
+    """Apply the final norm and unembedding to each layer's residual output (block output)."""
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= 100:
+        raise InputError(f"top_k must be an int in 1..100, got {top_k!r}.")
+    chosen = sorted({model.check_layer(layer) for layer in (layers if layers is not None else range(model.n_layers))})
+    if not chosen:
+        raise InputError("layers is empty: give at least one layer.")
+    target_id = model.to_single_token(target) if target is not None else None
+    ids = model.to_tokens(prompt)
+    n = int(ids.shape[1])
+    tokens = [model.tokenizer.decode([i]) for i in ids[0].tolist()]
+    norm = model.envoy_at(model.adapter.final_norm_path)
+    unembed = model.envoy_at(model.adapter.unembed_path)
+
+    with torch.no_grad(), model.nn.trace(ids, **trace_kwargs(model)):
+        per_layer = []
+        for layer in chosen:
+            out = model.envoy("resid", layer).output
+            resid = out[0] if isinstance(out, tuple) else out
+            idx_chunks, prob_chunks, tprob_chunks, trank_chunks = [], [], [], []
+            for start in range(0, n, CHUNK):
+                logits = unembed(norm(resid[:, start:start + CHUNK])).float()[0]
+                probs = torch.softmax(logits, dim=-1)
+                top = torch.topk(probs, top_k, dim=-1)
+                idx_chunks.append(top.indices)
+                prob_chunks.append(top.values)
+                if target_id is not None:
+                    tp = probs[:, target_id]
+                    tprob_chunks.append(tp)
+                    trank_chunks.append((probs > tp[:, None]).sum(-1))
+            entry = [torch.cat(idx_chunks), torch.cat(prob_chunks)]
+            if target_id is not None:
+                entry += [torch.cat(tprob_chunks), torch.cat(trank_chunks)]
+            per_layer.append(entry)
+        saved = nnsight.save(per_layer)
+
+    top_ids = np.stack([e[0].cpu().numpy() for e in saved]).astype(np.int64)
+    top_probs = np.stack([e[1].cpu().numpy() for e in saved]).astype(np.float32)
+    vocab = {int(i): model.tokenizer.decode([int(i)]) for i in np.unique(top_ids)}
+    top_tokens = np.vectorize(vocab.__getitem__, otypes=[object])(top_ids)
+    target_prob = target_rank = None
+    if target_id is not None:
+        target_prob = np.stack([e[2].cpu().numpy() for e in saved]).astype(np.float32)
+        target_rank = np.stack([e[3].cpu().numpy() for e in saved]).astype(np.int64)
+    return LogitLensResult(
+        top_ids=top_ids, top_probs=top_probs, top_tokens=top_tokens, tokens=tokens,
+        layers=chosen, prompt=prompt, model_name=model.name,
+        target=None if target is None else str(target), target_id=target_id,
+        target_prob=target_prob, target_rank=target_rank,
+    )
