@@ -11,6 +11,7 @@ True
 
 from .analysis.activations import ActivationsResult, activations
 from .analysis.logit_lens import LogitLensResult, logit_lens
+from .analysis.selectivity import SelectivityResult, selectivity
 from .errors import InputError, MechscopeError, ModelLoadError, RemoteError, UnsupportedArchitectureError
 from .models import Model, load, tiny_model
 
@@ -24,9 +25,11 @@ __all__ = [
     "Model",
     "ModelLoadError",
     "RemoteError",
+    "SelectivityResult",
     "UnsupportedArchitectureError",
     "activations",
     "load",
     "logit_lens",
+    "selectivity",
     "tiny_model",
 ]

@@ -1,0 +1,176 @@
+"""`selectivity`: which MLP neurons prefer one class of text, and how strongly.
+
+For every neuron: its mean activation per class (over all non-padding tokens of the class's
+texts), a class-selectivity index ``(mu_max - mu_rest) / (mu_max + mu_rest)`` where
+``mu_rest`` is the mean of the other classes' means, and its top activating texts with
+per-token activations.
+
+Negative activations: SiLU/GELU neurons are often slightly negative, and the index is only
+defined for non-negative activity. Each neuron's activations are therefore measured from its
+floor, the lowest activation it takes on any token of the dataset (``floor``), before the
+index is computed; a neuron that never moves off its floor gets index 0. (Clipping at 0
+instead would call a neuron whose class means are all about -0.05 perfectly selective when one
+of them is +0.01.) ``class_means`` keeps the raw, unshifted means.
+
+>>> import mechscope
+>>> from mechscope.datasets import labelled_texts
+>>> model = mechscope.tiny_model("gpt2")
+>>> sel = mechscope.selectivity(model, labelled_texts(n_per_class=4), layer=1)
+>>> sel.index.shape == (model.d_mlp,)
+True
+>>> bool(((sel.index >= 0) & (sel.index <= 1)).all())
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..interventions._trace import trace_kwargs
+from ..models.model import Model
+
+_SITES = {"mlp": "neurons", "neurons": "neurons", "resid": "resid"}
+
+
+@dataclass(frozen=True)
+class TopExample:
+    """One text and its per-token activations of one neuron."""
+
+    text: str
+    label: str
+    tokens: list[str]
+    activations: np.ndarray
+
+    @property
+    def peak(self) -> float:
+        return float(self.activations.max())
+
+
+@dataclass(frozen=True)
+class SelectivityResult:
+    """Per-neuron class means (classes x neurons), selectivity index and top examples."""
+
+    classes: list[str]
+    class_means: np.ndarray
+    index: np.ndarray
+    preferred: np.ndarray
+    texts: list[str]
+    text_labels: list[str]
+    text_tokens: list[list[str]]
+    token_acts: list[np.ndarray]
+    layer: int
+    site: str
+    model_name: str
+    floor: np.ndarray | None = None
+    ablation_effect: np.ndarray | None = None
+    ablation_metric: str | None = None
+
+    @property
+    def n_neurons(self) -> int:
+        return int(self.index.shape[0])
+
+    def ranked(self, n: int = 20) -> np.ndarray:
+        """Neuron indices, most selective first."""
+        return np.argsort(-self.index, kind="stable")[:n]
+
+    def top_examples(self, neuron: int, n: int = 5) -> list[TopExample]:
+        """The ``n`` texts where ``neuron`` peaks highest, with its per-token activations."""
+        if not -self.n_neurons <= neuron < self.n_neurons:
+            raise InputError(f"neuron {neuron} is out of range 0..{self.n_neurons - 1}.")
+        peaks = np.array([acts[:, neuron].max() for acts in self.token_acts])
+        order = np.argsort(-peaks, kind="stable")[:n]
+        return [TopExample(self.texts[i], self.text_labels[i], self.text_tokens[i],
+                           self.token_acts[i][:, neuron].copy()) for i in order]
+
+    def to_pandas(self):  # noqa: ANN201
+        """One row per neuron: index, preferred class, and each class's mean."""
+        import pandas as pd
+
+        frame = pd.DataFrame(self.class_means.T, columns=[f"mean[{c}]" for c in self.classes])
+        frame.insert(0, "preferred", [self.classes[i] for i in self.preferred])
+        frame.insert(0, "selectivity", self.index)
+        if self.ablation_effect is not None:
+            frame["ablation_effect"] = self.ablation_effect
+        frame.index.name = "neuron"
+        return frame
+
+    def show(self):  # noqa: ANN201
+        """Class means of the 64 most selective neurons (classes x neurons heatmap)."""
+        from ..widgets.heatmap import Heatmap
+
+        top = self.ranked(64)
+        return Heatmap(self.class_means[:, top], row_labels=self.classes,
+                       col_labels=[f"n{i}" for i in top],
+                       title=f"{self.model_name} layer {self.layer}: most class-selective neurons",
+                       value_label="mean activation", colorscale="diverging")
+
+
+def selectivity_index(class_means: np.ndarray, floor: np.ndarray | float = 0.0
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """(index, preferred class) per neuron from (classes, neurons) means measured from ``floor``."""
+    mu = np.clip(class_means - floor, 0.0, None)
+    preferred = mu.argmax(axis=0)
+    mu_max = mu.max(axis=0)
+    n_classes = mu.shape[0]
+    mu_rest = (mu.sum(axis=0) - mu_max) / max(n_classes - 1, 1)
+    denom = mu_max + mu_rest
+    with np.errstate(invalid="ignore", divide="ignore"):
+        index = np.where(denom > 0, (mu_max - mu_rest) / denom, 0.0)
+    return index.astype(np.float32), preferred
+
+
+def selectivity(model: Model, examples: Mapping[str, Sequence[str]], layer: int, *,
+                site: str = "mlp", batch_size: int = 16) -> SelectivityResult:
+    """Class selectivity of every unit at ``layer`` (site "mlp": MLP neurons; "resid": dimensions)."""
+    if site not in _SITES:
+        raise InputError(f"site must be one of {sorted(_SITES)}, got {site!r}.")
+    if not isinstance(examples, Mapping) or len(examples) < 2:
+        raise InputError("examples must map at least two class labels to lists of texts.")
+    layer = model.check_layer(layer)
+    texts: list[str] = []
+    labels: list[str] = []
+    for label, items in examples.items():
+        if isinstance(items, str) or not len(items):
+            raise InputError(f"class {label!r} needs a non-empty list of texts.")
+        for text in items:
+            model.to_tokens(text)  # validates every text before any forward pass
+            texts.append(text)
+            labels.append(str(label))
+    classes = [str(c) for c in examples]
+    hf_site = _SITES[site]
+
+    token_acts: list[np.ndarray] = []
+    text_tokens: list[list[str]] = []
+    for start in range(0, len(texts), batch_size):
+        batch = texts[start:start + batch_size]
+        enc = model.tokenizer(batch, return_tensors="pt", padding=True)
+        with torch.no_grad(), model.nn.trace(dict(enc), **trace_kwargs(model)):
+            env = model.envoy(hf_site, layer)
+            acts = (env.input if hf_site == "neurons" else env.output)
+            acts = (acts[0] if isinstance(acts, tuple) else acts).save()
+        mask = enc["attention_mask"].bool()
+        for row in range(len(batch)):
+            keep = mask[row]
+            token_acts.append(acts[row][keep].float().cpu().numpy())
+            text_tokens.append([model.tokenizer.decode([i]) for i in enc["input_ids"][row][keep].tolist()])
+
+    width = token_acts[0].shape[1]
+    sums = np.zeros((len(classes), width), dtype=np.float64)
+    counts = np.zeros(len(classes), dtype=np.int64)
+    for acts, label in zip(token_acts, labels, strict=True):
+        c = classes.index(label)
+        sums[c] += acts.sum(axis=0)
+        counts[c] += acts.shape[0]
+    class_means = (sums / counts[:, None]).astype(np.float32)
+    floor = np.min([acts.min(axis=0) for acts in token_acts], axis=0).astype(np.float32)
+    index, preferred = selectivity_index(class_means, floor)
+    return SelectivityResult(
+        classes=classes, class_means=class_means, index=index, preferred=preferred,
+        texts=texts, text_labels=labels, text_tokens=text_tokens, token_acts=token_acts,
+        layer=layer, site=site, model_name=model.name, floor=floor,
+    )
