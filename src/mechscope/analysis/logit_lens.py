@@ -6,7 +6,7 @@ layers x positions x vocab array: only (layers, positions, k) leaves the model.
 
 >>> import mechscope
 >>> model = mechscope.tiny_model("llama")
->>> lens = mechscope.logit_lens(model, "hello world", top_k=3, target=" world")
+>>> lens = mechscope.logit_lens(model, "hello world", top_k=3, target=" the")
 >>> lens.top_ids.shape == (model.n_layers, len(lens.tokens), 3)
 True
 >>> bool((lens.target_rank >= 0).all())
