@@ -38,7 +38,7 @@ js: node_modules/.package-lock.json
 
 model: $(STAMP)
 	@echo "==> embedded model cache (converted once from the GGUF, then reused)"
-	$(PY) -m mechscope.models.embedded
+	$(PY) -c "from mechscope.models import embedded; embedded.prepare(verbose=True)"
 
 setup: install js model
 

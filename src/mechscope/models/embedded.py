@@ -4,7 +4,7 @@ The GGUF is dequantised once into a float32 safetensors cache (about 520 MB); la
 the cache in about 2 s. The cache lives in ``$MECHSCOPE_CACHE`` (default
 ``$XDG_CACHE_HOME/mechscope``, i.e. ``~/.cache/mechscope``).
 
-Prepare it ahead of time with ``python -m mechscope.models.embedded``.
+Prepare it ahead of time with ``make model`` (``embedded.prepare()``).
 """
 
 from __future__ import annotations
@@ -55,10 +55,12 @@ def is_prepared() -> bool:
     return (cache_dir() / _DONE_MARKER).is_file()
 
 
-def prepare(force: bool = False) -> Path:
+def prepare(force: bool = False, verbose: bool = False) -> Path:
     """Convert the GGUF to the safetensors cache if not done yet; return the cache directory."""
     target = cache_dir()
     if is_prepared() and not force:
+        if verbose:
+            print(f"mechscope: embedded model cache already prepared in {target}")
         return target
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -89,5 +91,5 @@ def prepare(force: bool = False) -> Path:
 
 
 if __name__ == "__main__":  # python -m mechscope.models.embedded
-    path = prepare()
+    path = prepare(verbose=True)
     print(f"mechscope: embedded model ready in {path}")
