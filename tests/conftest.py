@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import os
 
-import pytest
-import torch
-
-import mechscope
-from mechscope.models import tiny_model
-
+# Before anything imports huggingface_hub: it reads HF_HUB_OFFLINE once, at import time
+# (set later, a hub id would be retried over the network for ~50 s before failing).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Before torch loads OpenMP: spinning worker threads make each op ~50x slower when the two
+# cores are shared (a tiny-model trace: 5 ms passive vs 250 ms spinning; SmolLM2 forward
+# 0.3 s vs 2.9 s, measured with a second busy process).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import mechscope  # noqa: E402
+from mechscope.models import tiny_model  # noqa: E402
+
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 FAMILIES = ("llama", "gpt2", "gpt_neox")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import nnsight
 import numpy as np
 import torch
 
@@ -83,19 +84,21 @@ def activations(model: Model, prompt: str, *, site: str = "resid", neuron: int |
     ids = model.to_tokens(prompt)
     tokens = [model.tokenizer.decode([i]) for i in ids[0].tolist()]
 
-    saved = []
+    unique = sorted(set(chosen))
     with torch.no_grad(), model.nn.trace(ids, **trace_kwargs(model)):
-        for layer in sorted(set(chosen)):
+        # Reduce to one number per token inside the trace: only (layers, tokens) floats leave
+        # it, which matters on NDIF. Everything that leaves goes through nnsight.save.
+        per_layer = []
+        for layer in unique:
             env = model.envoy(site, layer)
             value = env.input if site == "neurons" else env.output
             if isinstance(value, tuple):
                 value = value[0]
-            saved.append(value[0].save())
-    by_layer = dict(zip(sorted(set(chosen)), saved, strict=True))
-    rows = []
-    for layer in chosen:
-        act = by_layer[layer].float()
-        rows.append(act.norm(dim=-1) if neuron is None else act[:, neuron])
+            act = value[0].float()
+            per_layer.append(act.norm(dim=-1) if neuron is None else act[:, neuron])
+        stacked = nnsight.save(torch.stack(per_layer))
+    by_layer = dict(zip(unique, stacked, strict=True))
+    rows = [by_layer[layer] for layer in chosen]
     values = torch.stack(rows).cpu().numpy().astype(np.float32)
     return ActivationsResult(
         values=values, tokens=tokens, layers=chosen, site=site,

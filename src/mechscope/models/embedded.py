@@ -74,7 +74,7 @@ def prepare(force: bool = False, verbose: bool = False) -> Path:
             source.parent, gguf_file=source.name, dtype=torch.float32
         )
         tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
-        model.hf_quantizer = None  # dequantised already; lets save_pretrained run
+        model.hf_quantizer = None  # type: ignore[assignment]  # dequantised already; lets save_pretrained run
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         model.config._name_or_path = EMBEDDED_NAME

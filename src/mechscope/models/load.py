@@ -23,8 +23,9 @@ def _from_pretrained(source: str, revision: str | None, dtype: torch.dtype) -> t
     return model, tokenizer
 
 
-def load(source: str | torch.nn.Module | None = None, *, tokenizer: Any = None,
-         revision: str | None = None, dtype: torch.dtype = torch.float32) -> Model:
+def load(source: str | os.PathLike | torch.nn.Module | None = None, *, tokenizer: Any = None,
+         revision: str | None = None, dtype: torch.dtype = torch.float32,
+         remote: bool | str = False, deadline: float | None = None) -> Model:
     """Load a causal LM for mechscope.
 
     - ``load()``: the embedded SmolLM2-135M-Instruct (no network; converted once to a cache).
@@ -36,7 +37,35 @@ def load(source: str | torch.nn.Module | None = None, *, tokenizer: Any = None,
     >>> model = mechscope.load()            # doctest: +SKIP
     >>> model.str_tokens("The capital of France is")   # doctest: +SKIP
     ['The', ' capital', ' of', ' France', ' is']
+
+    Remote execution on NDIF (``mechscope.interventions.remote``):
+
+    - ``load("org/model", remote=True, deadline=60)``: the weights stay on NDIF (nnsight
+      builds the model on its meta device; the config and tokenizer still come from the Hub);
+      every call then runs there, bounded by ``deadline`` seconds, and fails with one
+      `RemoteError` naming the host, NDIF_HOST and NDIF_API_KEY. ``remote="https://host"``
+      picks the host for this model.
+    - ``remote="local"`` (any source): run nnsight's serialise/deserialise path in-process,
+      the offline test of remote execution.
     """
+    if remote == "local":
+        model = load(source, tokenizer=tokenizer, revision=revision, dtype=dtype)
+        model.remote = "local"
+        return model
+    if remote:
+        from ..interventions.remote import DEFAULT_DEADLINE, load_remote
+
+        if not isinstance(remote, bool | str):
+            raise ModelLoadError(f"remote must be False, True, 'local' or an https:// host, got {remote!r}.")
+        if tokenizer is not None or not isinstance(source, str):
+            raise ModelLoadError(
+                "remote=True takes a Hugging Face hub id (load('org/model', remote=True)); "
+                "NDIF cannot run a model object or tokenizer from this machine."
+            )
+        return load_remote(source, revision=revision, remote=remote,
+                           deadline=DEFAULT_DEADLINE if deadline is None else deadline)
+    if deadline is not None:
+        raise ModelLoadError("deadline= is only for remote models: load('org/model', remote=True, deadline=60).")
     if isinstance(source, torch.nn.Module):
         if tokenizer is None:
             raise ModelLoadError(
@@ -50,6 +79,8 @@ def load(source: str | torch.nn.Module | None = None, *, tokenizer: Any = None,
         model = Model.wrap(hf, tok, name=embedded.EMBEDDED_NAME)
         model.info["load_seconds"] = time.perf_counter() - start
         return model
+    if isinstance(source, os.PathLike):
+        source = os.fspath(source)
     if not isinstance(source, str) or not source.strip():
         raise ModelLoadError(
             f"load() takes a path, a hub id, a torch model or nothing, got {source!r}."

@@ -95,7 +95,8 @@ class Model:
 
     @property
     def vocab_size(self) -> int:
-        return int(self.hf_module_at(self.adapter.unembed_path).weight.shape[0])
+        weight: Any = self.hf_module_at(self.adapter.unembed_path).weight
+        return int(weight.shape[0])
 
     @property
     def max_positions(self) -> int | None:
@@ -160,7 +161,11 @@ class Model:
         return ids
 
     def str_tokens(self, text: str) -> list[str]:
-        """The prompt's tokens as strings, exactly as the model sees them (concatenate to round-trip)."""
+        """The prompt's tokens as strings, exactly as the model sees them, one per token id.
+
+        They concatenate back to ``text`` unless a byte-level token splits a character (CJK,
+        emoji): each byte piece of such a character decodes alone to U+FFFD.
+        """
         ids = self.to_tokens(text)[0].tolist()
         return [self.tokenizer.decode([i]) for i in ids]
 

@@ -32,7 +32,8 @@ def encode_array(array: Any, dtype: str = "float32") -> dict[str, Any]:
     arr = np.asarray(array)
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise InputError(f"expected a numeric array, got dtype {arr.dtype}.")
-    wire = np.ascontiguousarray(arr.astype(np.dtype(dtype).newbyteorder("<"), copy=False))
+    # np.asarray(order="C"), not np.ascontiguousarray: the latter turns a 0-d array into shape (1,).
+    wire = np.asarray(arr.astype(np.dtype(dtype).newbyteorder("<"), copy=False), order="C")
     return {"dtype": dtype, "shape": [int(s) for s in wire.shape], "data": memoryview(wire.tobytes())}
 
 

@@ -43,6 +43,15 @@ def _pool_mean(values: np.ndarray, max_side: int) -> tuple[np.ndarray, tuple[int
     return pooled, (fr, fc)
 
 
+def _block_labels(labels: list[str], factor: int) -> list[str]:
+    """One label per pooled block: "first..last" (a block of one keeps its own label)."""
+    if factor == 1:
+        return labels
+    ends = [min(i + factor, len(labels)) - 1 for i in range(0, len(labels), factor)]
+    return [labels[i] if i == end else f"{labels[i]}..{labels[end]}"
+            for i, end in zip(range(0, len(labels), factor), ends, strict=True)]
+
+
 class Heatmap(MechscopeWidget):
     """Canvas heatmap of a 2-D array with row/column labels (rendered as text, never HTML).
 
@@ -98,8 +107,7 @@ class Heatmap(MechscopeWidget):
             )
         pooled, (fr, fc) = _pool_mean(arr.astype(np.float64), MAX_SIDE)
         if (fr, fc) != (1, 1):
-            rl = [f"{rl[i]}..{rl[min(i + fr, rows) - 1]}" for i in range(0, rows, fr)]
-            cl = [f"{cl[j]}..{cl[min(j + fc, cols) - 1]}" for j in range(0, cols, fc)]
+            rl, cl = _block_labels(rl, fr), _block_labels(cl, fc)
             title = f"{title} (mean-pooled {fr}x{fc} from {rows}x{cols})".strip()
         self._source_shape = (rows, cols)
         super().__init__(

@@ -1,0 +1,168 @@
+"""Heatmap widget, Python side (no browser): validation, pooling, text/plain and the offline HTML."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+import mechscope.widgets._base as base
+from mechscope import InputError
+from mechscope.widgets.heatmap import MAX_SIDE, Heatmap
+
+HOSTILE = [
+    "</script><script>alert(1)</script>",
+    "<img src=x onerror=alert(1)>",
+    "</ScRiPt ><IMG SRC=y>",
+    "<!--",
+    "a\u2028b\u2029c",
+    "&amp; \"quotes\" 'single'",
+]
+
+
+def _html(widget: Heatmap) -> str | None:
+    data, _meta = widget._repr_mimebundle_()
+    return data.get("text/html")
+
+
+def _state_in(snapshot: str) -> dict:
+    match = re.search(r"^  const state = (.*);$", snapshot, flags=re.M)
+    assert match, "the snapshot inlines its state"
+    return json.loads(match.group(1))
+
+
+# ---- validation -----------------------------------------------------------------------
+@pytest.mark.parametrize("values, message", [
+    (np.zeros(5), r"needs a 2-D array \(rows x cols\), got shape \(5,\)"),
+    (np.zeros((2, 3, 4)), r"needs a 2-D array \(rows x cols\), got shape \(2, 3, 4\)"),
+    (np.float32(1.0), r"got shape \(\)"),
+    (np.zeros((0, 4)), r"empty array of shape \(0, 4\)"),
+    (np.array([["a", "b"]]), "needs real numbers, got dtype <U1"),
+    (np.ones((2, 2), dtype=complex), "needs real numbers, got dtype complex128"),
+    (np.array([[None, 1]], dtype=object), "needs real numbers, got dtype object"),
+])
+def test_bad_values(values, message):
+    with pytest.raises(InputError, match=message):
+        Heatmap(values)
+
+
+@pytest.mark.parametrize("rows, cols", [(["a"], list("xyz")), (list("ab"), list("xy")), ([], [])])
+def test_labels_must_match_the_shape(rows, cols):
+    msg = f"labels do not match the array: 2x3 values, {len(rows)} row labels, {len(cols)} column labels."
+    with pytest.raises(InputError, match=re.escape(msg)):
+        Heatmap(np.zeros((2, 3)), row_labels=rows, col_labels=cols)
+
+
+def test_bad_colorscale():
+    with pytest.raises(InputError, match=r"colorscale must be one of \('viridis', 'magma', 'diverging'\)"):
+        Heatmap(np.zeros((2, 2)), colorscale="jet")
+
+
+def test_defaults_and_label_coercion():
+    w = Heatmap(np.arange(6).reshape(2, 3), col_labels=[10, 11, 12])
+    assert w.row_labels == ["0", "1"] and w.col_labels == ["10", "11", "12"]
+    assert w.shape == (2, 3) and w.pooled == [1, 1]
+    assert w.values["dtype"] == "float32" and w.values["shape"] == [2, 3]
+    np.testing.assert_array_equal(w.array, np.arange(6, dtype=np.float32).reshape(2, 3))
+    assert Heatmap(np.eye(2, dtype=bool)).array.tolist() == [[1.0, 0.0], [0.0, 1.0]]
+
+
+# ---- pooling ----------------------------------------------------------------------------
+def test_tall_array_is_mean_pooled():
+    rng = np.random.default_rng(0)
+    rows, cols = 2 * MAX_SIDE + 4, 5  # 3 rows per block; the last block holds 2 rows
+    assert rows % 3 == 2
+    x = rng.normal(size=(rows, cols))
+    w = Heatmap(x, row_labels=[f"r{i}" for i in range(rows)], col_labels=list("abcde"), title="big")
+    n_blocks = -(-rows // 3)
+    assert w.pooled == [3, 1]
+    assert w.shape == (rows, cols)  # as given
+    assert w.array.shape == (n_blocks, cols) and n_blocks <= MAX_SIDE
+    expected = np.stack([x[i:i + 3].mean(axis=0) for i in range(0, rows, 3)])
+    np.testing.assert_allclose(w.array, expected.astype(np.float32), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(w.array[-1], x[-2:].mean(axis=0), rtol=1e-6)  # partial block: its own mean
+    assert w.title == f"big (mean-pooled 3x1 from {rows}x{cols})"
+    assert w.row_labels[0] == "r0..r2" and w.row_labels[-1] == f"r{rows - 2}..r{rows - 1}"
+    assert len(w.row_labels) == n_blocks and w.col_labels == list("abcde")
+    assert f"{rows} x {cols}" in w.summary() and f"mean-pooled 3x1 to {n_blocks} x {cols}" in w.summary()
+
+
+def test_wide_array_is_mean_pooled_and_keeps_nan_aware_means():
+    cols = MAX_SIDE + 1  # 2 columns per block
+    x = np.arange(2 * cols, dtype=np.float64).reshape(2, cols)
+    x[0, 0] = np.nan  # ignored inside its block...
+    x[1, 0] = x[1, 1] = np.nan  # ...unless the whole block is NaN
+    w = Heatmap(x)
+    assert w.pooled == [1, 2] and w.array.shape == (2, -(-cols // 2))
+    assert w.array[0, 0] == np.float32(x[0, 1])
+    assert np.isnan(w.array[1, 0])
+    assert w.array[0, 1] == np.float32((x[0, 2] + x[0, 3]) / 2)
+    assert w.title == f"(mean-pooled 1x2 from 2x{cols})"
+    assert w.row_labels == ["0", "1"]  # the axis that was not pooled keeps its labels
+    assert w.col_labels[0] == "0..1" and w.col_labels[-1] == str(cols - 1)  # a block of one
+
+
+def test_exactly_max_side_is_not_pooled():
+    w = Heatmap(np.zeros((MAX_SIDE, 2)))
+    assert w.pooled == [1, 1] and w.array.shape == (MAX_SIDE, 2) and w.title == ""
+
+
+# ---- non-finite values and text/plain ---------------------------------------------------------
+def test_nan_and_inf_are_accepted():
+    x = np.array([[np.nan, np.inf, -np.inf], [1.0, -2.0, 0.5]])
+    w = Heatmap(x, row_labels=["L0", "L1"], col_labels=list("abc"), title="t", value_label="norm")
+    np.testing.assert_array_equal(w.array, x.astype(np.float32))
+    assert w.summary() == "Heatmap 't': 2 x 3 norm, range -2..1\ncolumns: a, b, c"
+    assert "no finite values" in Heatmap(np.full((2, 2), np.nan)).summary()
+    assert _html(w) is not None
+
+
+def test_text_plain_summary():
+    w = Heatmap(np.arange(30).reshape(2, 15), title="acts", value_label="resid norm")
+    data, _ = w._repr_mimebundle_()
+    assert data["text/plain"] == w.summary() == repr(w)
+    assert data["text/plain"].startswith("Heatmap 'acts': 2 x 15 resid norm, range 0..29\ncolumns: 0, 1, ")
+    assert data["text/plain"].endswith(", 11 ...")  # long label lists are cut
+    assert "application/vnd.jupyter.widget-view+json" in data
+
+
+# ---- offline HTML snapshot ---------------------------------------------------------------------
+def test_hostile_labels_cannot_escape_the_snapshot():
+    x = np.arange(len(HOSTILE) * 2, dtype=float).reshape(2, len(HOSTILE))
+    w = Heatmap(x, row_labels=HOSTILE[:2], col_labels=HOSTILE, title=HOSTILE[0], value_label=HOSTILE[1])
+    snapshot = _html(w)
+    assert snapshot is not None
+    lower = snapshot.lower()
+    assert lower.count("</script") == 1 and lower.rstrip().endswith("</script>")  # only our own tag
+    assert lower.count("<script") == 1
+    assert "<img" not in lower and "<!--" not in snapshot
+    script = snapshot[snapshot.index("<script"):]  # raw U+2028/9 would end a JS string early
+    assert "\u2028" not in script and "\u2029" not in script
+    # The labels survive intact once the JSON is parsed (escaped, not mangled).
+    state = _state_in(snapshot)
+    assert state["col_labels"] == HOSTILE and state["row_labels"] == HOSTILE[:2]
+    assert state["title"] == HOSTILE[0] and state["value_label"] == HOSTILE[1]
+    assert state["values"]["dtype"] == "float32" and isinstance(state["values"]["data"], str)
+    assert "esm" not in state and not any(k.startswith("_") for k in state)
+    assert 'data-mechscope-widget="heatmap"' in snapshot
+
+
+def test_snapshot_is_absent_above_the_size_limit(monkeypatch):
+    w = Heatmap(np.random.default_rng(1).normal(size=(64, 64)))
+    assert _html(w) is not None
+    monkeypatch.setattr(base, "FALLBACK_MAX_BYTES", 4096)
+    assert w.offline_html() is None
+    data, _ = w._repr_mimebundle_()
+    assert "text/html" not in data and data["text/plain"] == w.summary()
+
+
+def test_snapshot_is_absent_for_a_really_large_map():
+    assert base.FALLBACK_MAX_BYTES == 8 * 1024 * 1024
+    # 1500 x 1500 float32 is 9 MB of bytes, 12 MB as base64: over the limit, under MAX_SIDE.
+    w = Heatmap(np.ones((1500, 1500), dtype=np.float32))
+    assert w.pooled == [1, 1]
+    data, _ = w._repr_mimebundle_()
+    assert "text/html" not in data
+    assert data["text/plain"].startswith("Heatmap '': 1500 x 1500 value")
