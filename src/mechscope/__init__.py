@@ -12,24 +12,55 @@ True
 from .analysis.activations import ActivationsResult, activations
 from .analysis.logit_lens import LogitLensResult, logit_lens
 from .analysis.selectivity import SelectivityResult, selectivity
-from .errors import InputError, MechscopeError, ModelLoadError, RemoteError, UnsupportedArchitectureError
+from .errors import (
+    InputError,
+    MechscopeError,
+    ModelLoadError,
+    RemoteError,
+    UnsupportedArchitectureError,
+)
+from .interventions.ablation import Ablated, AblationResult, Target, ablate, heads, layer, neurons
+from .interventions.patching import PatchingResult, patch
+from .interventions.steering import (
+    Generation,
+    SteeringSweep,
+    SteeringVector,
+    generate,
+    steering_sweep,
+    steering_vector,
+)
 from .models import Model, load, tiny_model
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Ablated",
+    "AblationResult",
     "ActivationsResult",
+    "Generation",
     "InputError",
     "LogitLensResult",
     "MechscopeError",
     "Model",
     "ModelLoadError",
+    "PatchingResult",
     "RemoteError",
     "SelectivityResult",
+    "SteeringSweep",
+    "SteeringVector",
+    "Target",
     "UnsupportedArchitectureError",
+    "ablate",
     "activations",
+    "generate",
+    "heads",
+    "layer",
     "load",
     "logit_lens",
+    "neurons",
+    "patch",
     "selectivity",
+    "steering_sweep",
+    "steering_vector",
     "tiny_model",
 ]

@@ -6,9 +6,19 @@ from typing import Any
 
 
 def trace_kwargs(model: Any) -> dict[str, Any]:
-    """Keyword arguments for ``model.nn.trace(...)``: ``remote=`` when the model is remote.
+    """Keyword arguments for ``model.nn.trace(...)``.
 
-    ``model.remote`` is False (local), "local" (nnsight's real serialise/deserialise path run
-    in-process: the offline test of remote execution) or True (NDIF).
+    ``model.remote`` is False (local: no arguments), "local" (nnsight's real
+    serialise/deserialise path run in-process: the offline test of remote execution), or
+    True / an ``http(s)://`` host (NDIF: a backend that checks the API key before any network
+    access, pings the host, submits without blocking and polls under the model's deadline;
+    see `mechscope.interventions.remote`). Call it right before opening the trace: each
+    remote trace needs its own backend.
     """
-    return {"remote": model.remote} if model.remote else {}
+    if not model.remote:
+        return {}
+    if model.remote == "local":
+        return {"remote": "local"}
+    from .remote import remote_backend
+
+    return {"backend": remote_backend(model)}

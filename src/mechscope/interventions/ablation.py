@@ -1,0 +1,450 @@
+"""`ablate`: knock out neurons, attention heads or whole layers and see what the model predicts.
+
+A *target* names what to knock out (small frozen objects, checked against the model before
+any forward pass):
+
+- ``neurons(layer, [i, j])``: MLP neurons (post-nonlinearity, the input of the MLP's down
+  projection), ``d_mlp`` of them per layer;
+- ``heads(layer, [h])``: attention heads (their slice of the input of the attention output
+  projection, ``d_head`` wide each);
+- ``layer(layer, site="mlp" | "attn")``: a whole MLP or attention output.
+
+Indices follow Python's rule: negative indices count from the end (``neurons(-1, [-1])`` is
+the last neuron of the last layer); anything outside ``-n..n-1`` is an `InputError`.
+
+Methods (say which one a claim survives; see the science notes on fragile edits):
+
+- ``"zero"``: the activation is set to 0;
+- ``"mean"``: the activation is set to its mean over every token position of the
+  ``reference`` prompts (run as one left-padded batch; padding excluded by the attention
+  mask), the same vector at every position;
+- ``"resample"``: one reference prompt with at least as many tokens as the prompt is drawn
+  with ``numpy.random.default_rng(seed)`` (torch's global RNG is not touched), and the
+  activation at each position is the one the model computes at that position on the first
+  ``n`` tokens of the drawn prompt. Every call draws afresh from ``seed``, so results do not
+  depend on call order.
+
+Nothing is installed on the model: each forward pass is one nnsight trace with the edit
+inside it, so the model is exactly as before after every call, also after an exception.
+The clean and the ablated run of ``ablate(model, prompt, ...)`` are two rows of one trace
+(one request when the model is remote).
+
+>>> import mechscope
+>>> model = mechscope.tiny_model("llama")
+>>> r = mechscope.ablate(model, "The cat sat on the", mechscope.neurons(1, [0, 5]))
+>>> r.method, r.target
+('zero', 'neurons L1 [0, 5]')
+>>> r.clean_logits.shape == r.ablated_logits.shape == (model.vocab_size,)
+True
+>>> with mechscope.ablate(model, target=mechscope.heads(0, [1]), method="mean",
+...                       reference=["The dog ran", "A bird sang in the tree"]) as ablated:
+...     logits = ablated.logits("The cat sat on the")
+>>> logits.shape == (model.vocab_size,)
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import nnsight
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..models.model import Model
+from ._trace import trace_kwargs
+from .metrics import BoundMetric, Metric, as_metric
+
+METHODS = ("zero", "mean", "resample")
+_LAYER_SITES = ("mlp", "attn")
+
+
+# ---- targets -------------------------------------------------------------------------------
+def _as_index(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise InputError(f"{what} must be an int, got {type(value).__name__} {value!r}.")
+    return int(value)
+
+
+def _as_indices(values: Any, what: str) -> tuple[int, ...]:
+    if isinstance(values, int | np.integer) and not isinstance(values, bool):
+        values = [values]
+    if isinstance(values, str | bytes) or not isinstance(values, Sequence | np.ndarray | range):
+        raise InputError(f"{what} must be a list of ints, got {values!r}.")
+    out = tuple(_as_index(v, what) for v in values)
+    if not out:
+        raise InputError(f"{what} is empty: name at least one.")
+    return out
+
+
+@dataclass(frozen=True)
+class Target:
+    """What to ablate: ``kind`` is "neurons", "heads" or "layer"; built by `neurons`, `heads`, `layer`.
+
+    ``indices`` are as given (negative allowed); `resolve` checks them against a model.
+    """
+
+    kind: str
+    layer: int
+    indices: tuple[int, ...] = ()
+    site: str = ""
+
+    def __str__(self) -> str:
+        if self.kind == "layer":
+            return f"{self.site} L{self.layer}"
+        return f"{self.kind} L{self.layer} {list(self.indices)}"
+
+    def resolve(self, model: Model) -> _Resolved:
+        """Check ranges against ``model`` and return the module, port and columns to edit."""
+        layer = model.check_layer(self.layer)
+        if self.kind == "layer":
+            site, width, cols = self.site, model.d_model, None
+            port = "output"
+            desc = f"{self.site} L{layer}"
+        else:
+            count = model.d_mlp if self.kind == "neurons" else model.n_heads
+            unit = "neuron" if self.kind == "neurons" else "head"
+            norm = []
+            for i in self.indices:
+                if not -count <= i < count:
+                    raise InputError(
+                        f"{unit} {i} is out of range at layer {layer}: this model has {count} "
+                        f"{unit}s per layer (0..{count - 1}; negative indices count from the end)."
+                    )
+                norm.append(i % count)
+            if len(set(norm)) != len(norm):
+                raise InputError(f"{self.kind} {list(self.indices)} names the same {unit} twice.")
+            site, port = self.kind, "input"
+            width = model.d_mlp if self.kind == "neurons" else model.n_heads * model.d_head
+            if self.kind == "neurons":
+                cols = torch.tensor(norm, dtype=torch.long)
+            else:
+                d = model.d_head
+                cols = torch.cat([torch.arange(h * d, (h + 1) * d) for h in norm])
+            desc = f"{self.kind} L{layer} {norm}"
+        return _Resolved(site=site, layer=layer, port=port, cols=cols, width=width, desc=desc)
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    site: str
+    layer: int
+    port: str  # "input" (neurons, heads) or "output" (whole mlp / attn)
+    cols: torch.Tensor | None  # None = every column
+    width: int
+    desc: str
+
+    @property
+    def n_cols(self) -> int:
+        return self.width if self.cols is None else int(self.cols.numel())
+
+
+def neurons(layer: int, indices: Sequence[int] | int) -> Target:
+    """MLP neurons ``indices`` at ``layer`` (post-nonlinearity; negative indices count from the end)."""
+    return Target("neurons", _as_index(layer, "layer"), _as_indices(indices, "neuron indices"))
+
+
+def heads(layer: int, indices: Sequence[int] | int) -> Target:
+    """Attention heads ``indices`` at ``layer`` (negative indices count from the end)."""
+    return Target("heads", _as_index(layer, "layer"), _as_indices(indices, "head indices"))
+
+
+def layer(layer: int, site: str = "mlp") -> Target:
+    """The whole output of the MLP (``site="mlp"``) or attention (``site="attn"``) at ``layer``."""
+    if site not in _LAYER_SITES:
+        raise InputError(f"site must be one of {_LAYER_SITES}, got {site!r}.")
+    return Target("layer", _as_index(layer, "layer"), (), site)
+
+
+# ---- the edit inside a trace -----------------------------------------------------------------
+def _site_value(env: Any, port: str) -> torch.Tensor:
+    """The tensor to read or edit in place: a module's first input or (first) output."""
+    value = env.input if port == "input" else env.output
+    return value[0] if isinstance(value, tuple) else value
+
+
+def _check_prompts(model: Model, prompts: Any, what: str) -> list[str]:
+    if isinstance(prompts, str) or not isinstance(prompts, Sequence) or not prompts:
+        raise InputError(f"{what} must be a non-empty list of prompts, got {prompts!r}.")
+    for p in prompts:
+        model.to_tokens(p)  # raises a clear InputError for a bad prompt
+    return list(prompts)
+
+
+def _mean_activation(model: Model, spec: _Resolved, reference: list[str]) -> torch.Tensor:
+    """Mean of the target's columns over every non-padding position of ``reference``: (n_cols,)."""
+    enc = model.tokenizer(reference, return_tensors="pt", padding=True)
+    env = model.envoy(spec.site, spec.layer)
+    port, cols = spec.port, spec.cols
+    with torch.no_grad(), model.nn.trace(dict(enc), **trace_kwargs(model)):
+        act = _site_value(env, port)
+        acts = nnsight.save(act if cols is None else act[:, :, cols])
+    mask = enc["attention_mask"].bool()
+    return acts.float()[mask].mean(0).to(acts.dtype)
+
+
+def _draw_reference(model: Model, reference: list[str], n: int, seed: int) -> tuple[int, torch.Tensor]:
+    lengths = [int(model.to_tokens(p).shape[1]) for p in reference]
+    eligible = [i for i, k in enumerate(lengths) if k >= n]
+    if not eligible:
+        raise InputError(
+            f"resample ablation needs a reference prompt at least as long as the prompt ({n} "
+            f"tokens); the reference prompts have {lengths} tokens. Add longer ones."
+        )
+    pick = eligible[int(np.random.default_rng(seed).integers(len(eligible)))]
+    return pick, model.to_tokens(reference[pick])[:, :n]
+
+
+def _ablated_logits(model: Model, ids: torch.Tensor, spec: _Resolved, method: str,
+                    mean: torch.Tensor | None, ref_ids: torch.Tensor | None,
+                    with_clean: bool) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """Final-position logits (clean, ablated) of one prompt in one trace.
+
+    Rows: [clean] (if ``with_clean``), ablated, [resample reference] -- all the same length,
+    so there is no padding. The edit writes the ablated row in place.
+    """
+    rows = [ids] * (2 if with_clean else 1) + ([ref_ids] if ref_ids is not None else [])
+    batch = torch.cat(rows)
+    row = 1 if with_clean else 0
+    env = model.envoy(spec.site, spec.layer)
+    unembed = model.envoy_at(model.adapter.unembed_path)
+    port, cols = spec.port, spec.cols
+    if method == "zero":
+        value: torch.Tensor | None = torch.zeros(())
+    elif method == "mean":
+        value = mean
+    else:
+        value = None  # resample: read from the last row inside the trace
+    with torch.no_grad(), model.nn.trace(batch, **trace_kwargs(model)):
+        act = _site_value(env, port)
+        if value is None:
+            value = act[-1] if cols is None else act[-1][:, cols]
+            value = value.clone()
+        if cols is None:
+            act[row] = value
+        else:
+            act[row, :, cols] = value
+        logits = unembed.output[:, -1].save()
+    logits = logits.float()
+    return (logits[0] if with_clean else None), logits[row]
+
+
+# ---- results -------------------------------------------------------------------------------
+def _top(logits: np.ndarray, k: int) -> np.ndarray:
+    return np.argsort(-logits, kind="stable")[:k]
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    z = np.exp(x - x.max())
+    return z / z.sum()
+
+
+@dataclass(frozen=True)
+class AblationResult:
+    """Final-position logits (and a metric) of one prompt with and without an ablation.
+
+    ``top_clean``/``top_ablated`` are the ``k`` most likely next tokens (ids in
+    ``top_clean_ids``/``top_ablated_ids``) before and after; ``clean_metric``/``ablated_metric``
+    are None when no metric was given.
+    """
+
+    prompt: str
+    tokens: list[str]
+    target: str
+    method: str
+    clean_logits: np.ndarray
+    ablated_logits: np.ndarray
+    top_clean_ids: np.ndarray
+    top_ablated_ids: np.ndarray
+    top_clean: list[str]
+    top_ablated: list[str]
+    metric_name: str | None
+    clean_metric: float | None
+    ablated_metric: float | None
+    model_name: str
+    reference: tuple[str, ...] = ()
+    resampled_from: int | None = None
+    seed: int = 0
+
+    @property
+    def metric_change(self) -> float | None:
+        """ablated - clean metric (None without a metric)."""
+        if self.clean_metric is None or self.ablated_metric is None:
+            return None
+        return self.ablated_metric - self.clean_metric
+
+    def _token_table(self) -> tuple[np.ndarray, list[str]]:
+        ids = list(dict.fromkeys([*self.top_clean_ids.tolist(), *self.top_ablated_ids.tolist()]))
+        names = dict(zip(self.top_clean_ids.tolist(), self.top_clean, strict=True))
+        names.update(zip(self.top_ablated_ids.tolist(), self.top_ablated, strict=True))
+        labels = [names[i] for i in ids]
+        return np.asarray(ids, dtype=np.int64), labels
+
+    def to_pandas(self):  # noqa: ANN201 - pandas is imported lazily
+        """One row per token in either top list: logits and probabilities before/after."""
+        import pandas as pd
+
+        ids, labels = self._token_table()
+        pc, pa = _softmax(self.clean_logits), _softmax(self.ablated_logits)
+        return pd.DataFrame({
+            "token": labels,
+            "token_id": ids,
+            "clean_logit": self.clean_logits[ids],
+            "ablated_logit": self.ablated_logits[ids],
+            "logit_change": self.ablated_logits[ids] - self.clean_logits[ids],
+            "clean_prob": pc[ids],
+            "ablated_prob": pa[ids],
+        })
+
+    def show(self):  # noqa: ANN201 - returns the widget
+        """Heatmap: rows clean / ablated / change, columns the top tokens before and after."""
+        from ..widgets.heatmap import Heatmap
+
+        ids, labels = self._token_table()
+        clean, abl = self.clean_logits[ids], self.ablated_logits[ids]
+        metric = ""
+        if self.metric_name is not None:
+            metric = f"; {self.metric_name}: {self.clean_metric:.4g} -> {self.ablated_metric:.4g}"
+        return Heatmap(
+            np.stack([clean, abl, abl - clean]),
+            row_labels=["clean", f"{self.method}-ablated", "change"],
+            col_labels=labels,
+            title=f"{self.model_name}: {self.method} ablation of {self.target}{metric}",
+            value_label="next-token logit",
+            colorscale="diverging",
+        )
+
+
+def _result(model: Model, prompt: str, ids: torch.Tensor, spec: _Resolved, method: str,
+            clean: torch.Tensor, ablated: torch.Tensor, metric: BoundMetric | None,
+            reference: list[str], picked: int | None, seed: int, k: int) -> AblationResult:
+    cm = am = None
+    if metric is not None:
+        cm = float(metric(clean[None], clean[None])[0])
+        am = float(metric(ablated[None], clean[None])[0])
+    c, a = clean.numpy().astype(np.float32), ablated.numpy().astype(np.float32)
+    tc, ta = _top(c, k), _top(a, k)
+    dec = model.tokenizer.decode
+    return AblationResult(
+        prompt=prompt, tokens=[dec([i]) for i in ids[0].tolist()], target=spec.desc,
+        method=method, clean_logits=c, ablated_logits=a, top_clean_ids=tc, top_ablated_ids=ta,
+        top_clean=[dec([int(i)]) for i in tc], top_ablated=[dec([int(i)]) for i in ta],
+        metric_name=None if metric is None else metric.name, clean_metric=cm, ablated_metric=am,
+        model_name=model.name, reference=tuple(reference), resampled_from=picked, seed=seed,
+    )
+
+
+# ---- public API ----------------------------------------------------------------------------
+@dataclass(eq=False)
+class Ablated:
+    """A model seen through one ablation: every call runs a trace with the ablation inside.
+
+    Returned by ``ablate(model, target=..., ...)`` without a prompt; use it as a context
+    manager. The model itself is never modified, so leaving the block (normally or by an
+    exception) leaves it exactly as before; calls after the block raise `InputError`.
+    """
+
+    model: Model
+    spec: _Resolved
+    method: str
+    reference: list[str]
+    seed: int
+    metric: Metric | BoundMetric | None = None
+    k: int = 10
+    _mean: torch.Tensor | None = field(default=None, repr=False)
+    _open: bool = field(default=True, repr=False)
+
+    def __enter__(self) -> Ablated:
+        self._open = True
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._open = False
+
+    @property
+    def target(self) -> str:
+        return self.spec.desc
+
+    def _check_open(self) -> None:
+        if not self._open:
+            raise InputError("this ablation's `with` block has ended; open a new one with mechscope.ablate(...).")
+
+    def _mean_value(self) -> torch.Tensor | None:
+        if self.method == "mean" and self._mean is None:
+            self._mean = _mean_activation(self.model, self.spec, self.reference)
+        return self._mean
+
+    def _run(self, prompt: str, with_clean: bool):
+        self._check_open()
+        ids = self.model.to_tokens(prompt)
+        picked, ref_ids = None, None
+        if self.method == "resample":
+            picked, ref_ids = _draw_reference(self.model, self.reference, ids.shape[1], self.seed)
+        clean, ablated = _ablated_logits(self.model, ids, self.spec, self.method,
+                                         self._mean_value(), ref_ids, with_clean)
+        return ids, picked, clean, ablated
+
+    def logits(self, prompt: str) -> np.ndarray:
+        """Final-position next-token logits of ``prompt`` under the ablation, shape (vocab,)."""
+        return self._run(prompt, with_clean=False)[3].numpy().astype(np.float32)
+
+    def metric_value(self, prompt: str, metric: Metric | BoundMetric | None = None) -> float:
+        """``metric`` (default: the one given to `ablate`) on the ablated run of ``prompt``."""
+        m = metric if metric is not None else self.metric
+        if m is None:
+            raise InputError("give a metric, e.g. mechscope.metrics.logit_diff(' Paris', ' Rome').")
+        bound = as_metric(m, self.model)
+        _, _, clean, ablated = self._run(prompt, with_clean=bound.needs_clean)
+        return float(bound(ablated[None], None if clean is None else clean[None])[0])
+
+    def result(self, prompt: str, metric: Metric | BoundMetric | None = None) -> AblationResult:
+        """The full `AblationResult` (clean and ablated in one trace) for ``prompt``."""
+        m = metric if metric is not None else self.metric
+        bound = None if m is None else as_metric(m, self.model)
+        ids, picked, clean, ablated = self._run(prompt, with_clean=True)
+        return _result(self.model, prompt, ids, self.spec, self.method, clean, ablated, bound,
+                       self.reference, picked, self.seed, self.k)
+
+
+def ablate(model: Model, prompt: str | None = None, target: Target | None = None, *,
+           method: str = "zero", reference: Sequence[str] | None = None,
+           metric: Metric | BoundMetric | None = None, seed: int = 0,
+           k: int = 10) -> AblationResult | Ablated:
+    """Ablate ``target`` on ``prompt`` and compare the next-token prediction with the clean run.
+
+    Without a prompt, returns an `Ablated` view for a ``with`` block whose ``.logits(p)``,
+    ``.metric_value(p, metric)`` and ``.result(p)`` calls all run ablated.
+    ``reference`` (a list of prompts) is required for ``method="mean"`` and ``"resample"``.
+    ``k`` is how many top tokens are recorded before and after.
+    """
+    if not isinstance(model, Model):
+        raise InputError(f"ablate needs a mechscope Model (mechscope.load(...)), got {type(model).__name__}.")
+    if not isinstance(target, Target):
+        raise InputError(
+            "target must be mechscope.neurons(layer, [i, ...]), mechscope.heads(layer, [h, ...]) "
+            f"or mechscope.layer(layer, site='mlp'|'attn'), got {target!r}."
+        )
+    if method not in METHODS:
+        raise InputError(f"method must be one of {METHODS}, got {method!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise InputError(f"seed must be an int, got {seed!r}.")
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise InputError(f"k must be a positive int, got {k!r}.")
+    spec = target.resolve(model)
+    if method == "zero":
+        if reference is not None:
+            raise InputError("reference prompts are only used by method='mean' or 'resample'.")
+        refs: list[str] = []
+    else:
+        if reference is None:
+            raise InputError(f"method={method!r} needs reference=[prompts...] to take activations from.")
+        refs = _check_prompts(model, reference, "reference")
+    bound = None if metric is None else as_metric(metric, model)
+    view = Ablated(model, spec, method, refs, int(seed), bound, int(k))
+    if prompt is None:
+        return view
+    model.to_tokens(prompt)  # validate before any forward pass
+    return view.result(prompt)

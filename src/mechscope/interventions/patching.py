@@ -1,0 +1,454 @@
+"""`patch`: activation patching, the workhorse test of "where does the model use this information?".
+
+Two prompts of the same token length, a *clean* one ("The Eiffel Tower is in the city of") and
+a *corrupt* one ("The Colosseum is in the city of"), and a metric (``logit_diff(" Paris",
+" Rome")``). Each cell of the result is the metric on the corrupt run with one activation
+replaced by its value from the clean run:
+
+- ``site="resid"``: the output of decoder block ``layer`` (the residual stream) at one position;
+- ``site="attn"`` / ``"mlp"``: the output of that layer's attention / MLP module at one position;
+- ``site="heads"``: one attention head, i.e. its ``d_head``-wide slice of the input of the
+  attention output projection, patched at every position at once (or at ``positions=``), so
+  the result is layers x heads.
+
+``method="exact"`` runs every patched copy for real. Copies are batched into as few forward
+passes as ``memory_budget_mb`` allows, and a copy patched at layer ``l`` never recomputes the
+layers before ``l``: each trace runs the corrupt prompt alone and, as the forward pass reaches
+layer ``l``, appends the copies patched there to the batch (the corrupt row is duplicated, the
+clean values written in). Only the final position is unembedded. Everything goes through one
+nnsight trace per chunk, so ``remote="local"`` and NDIF run the same code.
+
+``method="attribution"`` is attribution patching: the first-order estimate
+``metric(corrupt) + grad . (clean - corrupt)`` for every cell from ONE forward and backward pass
+(parameters are frozen for the call, so no parameter gradient is computed or stored). It is an
+approximation, marked as such on the result: it tracks exact patching well in late layers and
+underestimates large non-linear effects (e.g. subject tokens in early residual layers).
+
+>>> import mechscope
+>>> from mechscope.metrics import logit_diff
+>>> model = mechscope.tiny_model("llama")
+>>> r = mechscope.patch(model, "The cat sat on the", "The dog sat on the",
+...                     logit_diff(" the", " of"), progress=False)
+>>> r.values.shape == (model.n_layers, len(r.clean_tokens))
+True
+>>> r.clean_tokens[:2], r.corrupt_tokens[:2]
+(['The', ' cat'], ['The', ' dog'])
+>>> bool(abs(r.values[-1, -1] - r.clean_metric) < 1e-4)  # the last residual decides the logits
+True
+>>> h = mechscope.patch(model, "The cat sat on the", "The dog sat on the",
+...                     logit_diff(" the", " of"), site="heads", progress=False)
+>>> h.values.shape == (model.n_layers, model.n_heads)
+True
+>>> a = mechscope.patch(model, "The cat sat on the", "The dog sat on the",
+...                     logit_diff(" the", " of"), method="attribution", progress=False)
+>>> a.approximation, a.values.shape == r.values.shape
+(True, True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import nnsight
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..models.model import Model
+from ._batching import bytes_per_copy, max_copies, plan_chunks
+from ._trace import trace_kwargs
+from .metrics import BoundMetric, Metric, as_metric
+
+SITES = ("resid", "attn", "mlp", "heads")
+METHODS = ("exact", "attribution")
+#: Default memory (MB) one batched forward pass of patched copies may use.
+DEFAULT_MEMORY_BUDGET_MB = 1024.0
+
+_ATTRIBUTION_NOTE = (
+    "attribution patching: metric(corrupt) + gradient . (clean - corrupt), a first-order "
+    "estimate from one forward and backward pass; it misses non-linear effects (often large on "
+    "subject tokens in early residual layers). Confirm cells that matter with method='exact'."
+)
+
+
+# ---- result ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PatchingResult:
+    """``values[i, j]``: the metric on the corrupt run with layer ``layers[i]``, column ``j`` patched.
+
+    Columns are positions (``columns`` holds their indices) for ``resid``/``attn``/``mlp``, and
+    heads for ``heads`` (patched at ``positions`` together). ``clean_metric`` and
+    ``corrupt_metric`` are the unpatched runs; `normalized` maps them to 1 and 0.
+    ``approximation`` is True for ``method="attribution"`` (``note`` says what that means).
+    """
+
+    values: np.ndarray
+    clean_metric: float
+    corrupt_metric: float
+    clean_tokens: list[str]
+    corrupt_tokens: list[str]
+    layers: list[int]
+    columns: list[int]
+    positions: list[int]
+    site: str
+    method: str
+    metric_name: str
+    clean_prompt: str
+    corrupt_prompt: str
+    model_name: str
+    approximation: bool = False
+    note: str = ""
+    n_forward_passes: int = 0
+
+    @property
+    def column_kind(self) -> str:
+        """"head" for ``site="heads"``, else "position"."""
+        return "head" if self.site == "heads" else "position"
+
+    @property
+    def column_labels(self) -> list[str]:
+        """Heads as "H0", "H1", ...; positions as their clean token ("clean/corrupt" where they differ)."""
+        if self.site == "heads":
+            return [f"H{h}" for h in self.columns]
+        labels = []
+        for p in self.columns:
+            c, k = self.clean_tokens[p], self.corrupt_tokens[p]
+            labels.append(c if c == k else f"{c}/{k}")
+        return labels
+
+    def normalized(self) -> np.ndarray:
+        """``(values - corrupt_metric) / (clean_metric - corrupt_metric)``: 0 = corrupt, 1 = clean."""
+        span = self.clean_metric - self.corrupt_metric
+        if not np.isfinite(span) or abs(span) <= 1e-9 * max(1.0, abs(self.clean_metric)):
+            raise InputError(
+                f"the clean and corrupt runs give the same {self.metric_name} "
+                f"({self.clean_metric:.6g} vs {self.corrupt_metric:.6g}), so there is no "
+                "effect to normalise by; use .values, or pick a metric the prompts disagree on."
+            )
+        return ((self.values.astype(np.float64) - self.corrupt_metric) / span).astype(np.float32)
+
+    def to_pandas(self):  # noqa: ANN201 - pandas is imported lazily
+        """A DataFrame of ``values``: one row per layer, one column per position (or head)."""
+        import pandas as pd
+
+        if self.site == "heads":
+            columns = pd.Index(self.columns, name="head")
+        else:
+            columns = pd.MultiIndex.from_arrays(
+                [self.columns, [self.clean_tokens[p] for p in self.columns],
+                 [self.corrupt_tokens[p] for p in self.columns]],
+                names=["position", "clean_token", "corrupt_token"],
+            )
+        return pd.DataFrame(self.values, index=pd.Index(self.layers, name="layer"), columns=columns)
+
+    def show(self, normalized: bool = True):  # noqa: ANN201 - returns the widget
+        """Heatmap (layers x positions or heads) on a diverging scale centred at 0.
+
+        With ``normalized=True`` (default) cells are `normalized` (1 = as clean); if clean and
+        corrupt agree, or with ``normalized=False``, cells are ``values - corrupt_metric``.
+        """
+        from ..widgets.heatmap import Heatmap
+
+        label = f"{self.metric_name}, normalised (0 = corrupt, 1 = clean)"
+        try:
+            if not normalized:
+                raise InputError("raw values requested")
+            data = self.normalized()
+        except InputError:
+            data = (self.values - self.corrupt_metric).astype(np.float32)
+            label = f"{self.metric_name} - corrupt"
+        finite = data[np.isfinite(data)]
+        bound = float(np.abs(finite).max()) if finite.size else 1.0
+        bound = bound if bound > 0 else 1.0
+        approx = " (approximation)" if self.approximation else ""
+        where = "" if self.site != "heads" else f", positions {self._positions_text()}"
+        return Heatmap(
+            data,
+            row_labels=[f"L{layer}" for layer in self.layers],
+            col_labels=self.column_labels,
+            title=f"{self.model_name}: {self.method} patching of {self.site}{where}{approx}",
+            value_label=label,
+            colorscale="diverging",
+            vmin=-bound,
+            vmax=bound,
+        )
+
+    def _positions_text(self) -> str:
+        n = len(self.clean_tokens)
+        return "all" if self.positions == list(range(n)) else str(self.positions)
+
+    def __repr__(self) -> str:
+        rows, cols = self.values.shape
+        approx = ", approximation" if self.approximation else ""
+        return (f"PatchingResult({self.method} {self.site}, {rows} layers x {cols} "
+                f"{self.column_kind}s, {self.metric_name}: clean {self.clean_metric:.4g}, "
+                f"corrupt {self.corrupt_metric:.4g}{approx})")
+
+
+# ---- validation --------------------------------------------------------------------------------
+def _check_int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise InputError(f"{what} must be an int, got {type(value).__name__} {value!r}.")
+    return int(value)
+
+
+def _index_list(values: Any, count: int, what: str, unit: str) -> list[int]:
+    """Sorted unique non-negative indices from ``values`` (negative ones count from the end)."""
+    if isinstance(values, int | np.integer) and not isinstance(values, bool):
+        values = [values]
+    if isinstance(values, str | bytes) or not isinstance(values, Sequence | np.ndarray | range):
+        raise InputError(f"{what} must be a list of ints, got {values!r}.")
+    out = []
+    for v in values:
+        i = _check_int(v, what)
+        if not -count <= i < count:
+            raise InputError(
+                f"{unit} {i} is out of range: there are {count} {unit}s (0..{count - 1}; "
+                "negative indices count from the end)."
+            )
+        out.append(i % count)
+    if not out:
+        raise InputError(f"{what} is empty: give at least one.")
+    if len(set(out)) != len(out):
+        raise InputError(f"{what} {list(values)} names the same {unit} twice.")
+    return sorted(out)
+
+
+def _tokens_of(model: Model, ids: torch.Tensor) -> list[str]:
+    return [model.tokenizer.decode([i]) for i in ids[0].tolist()]
+
+
+def _check_prompts(model: Model, clean: Any, corrupt: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    ids_clean = model.to_tokens(clean)
+    ids_corrupt = model.to_tokens(corrupt)
+    nc, nk = int(ids_clean.shape[1]), int(ids_corrupt.shape[1])
+    if nc != nk:
+        raise InputError(
+            "patching needs the clean and corrupt prompts to have the same number of tokens "
+            "(position p of one is patched into position p of the other), but:\n"
+            f"  clean   has {nc} tokens: {_tokens_of(model, ids_clean)}\n"
+            f"  corrupt has {nk} tokens: {_tokens_of(model, ids_corrupt)}\n"
+            "Reword one so the tokens line up (model.str_tokens(prompt) shows a tokenisation)."
+        )
+    return ids_clean, ids_corrupt
+
+
+# ---- helpers used around the traces -------------------------------------------------------------
+@contextmanager
+def _frozen_parameters(model: Model) -> Iterator[None]:
+    """Parameters do not require grad inside the block; each flag is restored afterwards."""
+    params = list(model.hf.parameters())
+    flags = [p.requires_grad for p in params]
+    try:
+        for p in params:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, flag in zip(params, flags, strict=True):
+            p.requires_grad_(flag)
+
+
+def _site_width(model: Model, site: str) -> int:
+    return model.n_heads * model.d_head if site == "heads" else model.d_model
+
+
+def _clean_run(model: Model, ids: torch.Tensor, site: str,
+               layers: list[int]) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The clean prompt's site activations at ``layers`` (each (1, n, width)) and final logits (1, vocab)."""
+    envs = [model.envoy(site, layer) for layer in layers]
+    unembed = model.envoy_at(model.adapter.unembed_path)
+    read_input = site == "heads"
+    with torch.no_grad(), model.nn.trace(ids, use_cache=False, **trace_kwargs(model)):
+        acts = []
+        for env in envs:
+            value = env.input if read_input else env.output
+            value = value[0] if isinstance(value, tuple) else value
+            acts.append(value.clone())
+        unembed.input = unembed.input[:, -1:]
+        logits = unembed.output[:, -1]
+        saved = nnsight.save([acts, logits])
+    return saved[0], saved[1].float()
+
+
+def _exact_chunk(model: Model, ids: torch.Tensor, site: str, chunk: list[tuple[int, list[int]]],
+                 layers: list[int], clean_acts: list[torch.Tensor], clean_logits: torch.Tensor,
+                 positions: list[int], metric: BoundMetric) -> torch.Tensor:
+    """One trace: the corrupt run plus, from each chunk layer on, its patched copies. Returns (1 + copies,)."""
+    n = int(ids.shape[1])
+    width = _site_width(model, site)
+    d_head = model.d_head
+    index = {layer: i for i, layer in enumerate(layers)}
+    steps = []  # (layer envoy, site envoy, copies, positions (k,) or None, head mask or None, clean act)
+    for layer, cols in chunk:
+        k = len(cols)
+        pos = mask = None
+        if site == "heads":
+            mask = torch.zeros(k, n, width, dtype=torch.bool)
+            for i, head in enumerate(cols):
+                mask[i, positions, head * d_head:(head + 1) * d_head] = True
+        else:
+            pos = torch.tensor([positions[c] for c in cols], dtype=torch.long)
+        steps.append((model.envoy("resid", layer), model.envoy(site, layer), k, pos, mask,
+                      clean_acts[index[layer]]))
+    unembed = model.envoy_at(model.adapter.unembed_path)
+    resid = site == "resid"
+    read_input = site == "heads"
+
+    with torch.no_grad(), model.nn.trace(ids, use_cache=False, **trace_kwargs(model)):
+        start = 1
+        for block, env, k, pos, mask, clean in steps:
+            if resid:
+                out = block.output
+                hidden = out[0] if isinstance(out, tuple) else out
+                copies = hidden[0:1].expand(k, -1, -1).clone()
+                copies[torch.arange(k), pos] = clean[0, pos]
+                grown = torch.cat([hidden, copies])
+                block.output = (grown, *out[1:]) if isinstance(out, tuple) else grown
+            else:
+                hidden = block.input
+                block.input = torch.cat([hidden, hidden[0:1].expand(k, -1, -1)])
+                value = env.input if read_input else env.output
+                act = value[0] if isinstance(value, tuple) else value
+                rows = act[start:start + k]
+                if mask is None:
+                    rows[torch.arange(k), pos] = clean[0, pos]
+                else:
+                    rows[mask] = clean.expand(k, -1, -1)[mask]
+            start += k
+        unembed.input = unembed.input[:, -1:]
+        logits = unembed.output[:, -1]
+        values = nnsight.save(metric(logits, clean_logits))
+    return values.float()
+
+
+def _attribution(model: Model, ids_clean: torch.Tensor, ids_corrupt: torch.Tensor, site: str,
+                 layers: list[int], positions: list[int],
+                 metric: BoundMetric) -> tuple[torch.Tensor, float, float]:
+    """grad . (clean - corrupt) per cell (layers, columns), the clean and the corrupt metric.
+
+    ONE forward and backward pass of the batch [clean, corrupt] (two rows cost about as much as
+    one on a short prompt): row 0 gives the clean activations and logits, the gradient of the
+    metric on row 1 gives the rest. Parameters are frozen, so only activation gradients are made.
+    """
+    envs = [model.envoy(site, layer) for layer in layers]
+    embed = model.envoy_at(model.adapter.embed_path)
+    unembed = model.envoy_at(model.adapter.unembed_path)
+    read_input = site == "heads"
+    heads = site == "heads"
+    n_heads, d_head = model.n_heads, model.d_head
+    pos = torch.tensor(positions, dtype=torch.long)
+    count = len(layers)
+    batch = torch.cat([ids_clean, ids_corrupt])
+
+    with _frozen_parameters(model), torch.enable_grad():
+        with model.nn.trace(batch, use_cache=False, **trace_kwargs(model)):
+            embedded = embed.output
+            embedded.requires_grad_(True)
+            acts = []
+            for env in envs:
+                value = env.input if read_input else env.output
+                acts.append(value[0] if isinstance(value, tuple) else value)
+            unembed.input = unembed.input[:, -1:]
+            logits = unembed.output[:, -1]
+            clean_logits = logits[0:1].detach()
+            measured = metric(logits[1:], clean_logits)
+            both = nnsight.save(torch.stack([metric(clean_logits, clean_logits)[0], measured.detach()[0]]))
+            total = measured.sum()
+            rows: list[Any] = [None] * count
+            with total.backward():
+                for i in reversed(range(count)):
+                    grad = acts[i].grad
+                    act = acts[i].detach()
+                    cell = (grad[1] * (act[0] - act[1]))[pos]
+                    if heads:
+                        rows[i] = cell.reshape(len(positions), n_heads, d_head).sum(dim=(0, 2))
+                    else:
+                        rows[i] = cell.sum(-1)
+            estimate = nnsight.save(torch.stack(rows))
+    both = both.float()
+    return estimate.float(), float(both[0]), float(both[1])
+
+
+# ---- public API --------------------------------------------------------------------------------
+def patch(model: Model, clean: str, corrupt: str, metric: Metric | BoundMetric, site: str = "resid",
+          method: str = "exact", positions: Sequence[int] | None = None, *,
+          layers: Sequence[int] | None = None,
+          memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB, progress: bool = True) -> PatchingResult:
+    """Patch ``site`` from the ``clean`` run into the ``corrupt`` run at every layer and column.
+
+    - ``metric``: from `mechscope.metrics` (``logit_diff(" Paris", " Rome")``, ``prob``,
+      ``logprob``, ``kl_to_clean()``); its tokens must be single tokens.
+    - ``site``: "resid", "attn", "mlp" (columns = positions) or "heads" (columns = heads).
+    - ``method``: "exact" (every copy run for real, batched) or "attribution" (gradient
+      estimate from one forward + backward pass; ``approximation=True`` on the result).
+    - ``positions``: the positions to patch (negative count from the end); default all. For
+      ``"heads"`` they are patched together and the result is layers x heads.
+    - ``layers``: the layers to patch (default all).
+    - ``memory_budget_mb``: the memory one batched forward pass of exact patching may use; the
+      copies are split into as few passes as fit (one copy per pass at the very least).
+    - ``progress``: show a progress bar (tqdm) over the patched copies.
+
+    Everything is validated before any forward pass; the model is left exactly as it was.
+    """
+    if not isinstance(model, Model):
+        raise InputError(f"patch needs a mechscope Model (mechscope.load(...)), got {type(model).__name__}.")
+    if site not in SITES:
+        raise InputError(f"site must be one of {SITES}, got {site!r}.")
+    if method not in METHODS:
+        raise InputError(f"method must be one of {METHODS}, got {method!r}.")
+    if isinstance(memory_budget_mb, bool) or not isinstance(memory_budget_mb, int | float | np.number) \
+            or not np.isfinite(memory_budget_mb) or memory_budget_mb <= 0:
+        raise InputError(f"memory_budget_mb must be a positive number of megabytes, got {memory_budget_mb!r}.")
+    bound = as_metric(metric, model)
+    ids_clean, ids_corrupt = _check_prompts(model, clean, corrupt)
+    n = int(ids_clean.shape[1])
+    chosen_layers = _index_list(range(model.n_layers) if layers is None else layers,
+                                model.n_layers, "layers", "layer")
+    chosen_positions = _index_list(range(n) if positions is None else positions, n,
+                                   "positions", "position")
+    columns = list(range(model.n_heads)) if site == "heads" else chosen_positions
+
+    if method == "attribution":
+        estimate, clean_metric, corrupt_metric = _attribution(
+            model, ids_clean, ids_corrupt, site, chosen_layers, chosen_positions, bound)
+        values = (corrupt_metric + estimate).numpy().astype(np.float32)
+        passes = 1
+    else:
+        clean_acts, clean_logits = _clean_run(model, ids_clean, site, chosen_layers)
+        clean_metric = float(bound(clean_logits, clean_logits)[0])
+        element = next(model.hf.parameters()).element_size()
+        per_copy = bytes_per_copy(n, model.d_model, model.d_mlp, model.n_heads, model.vocab_size, element)
+        chunks = plan_chunks(chosen_layers, len(columns), max_copies(memory_budget_mb, per_copy))
+        values = np.empty((len(chosen_layers), len(columns)), dtype=np.float32)
+        row_of = {layer: i for i, layer in enumerate(chosen_layers)}
+        corrupt_metric = float("nan")
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=values.size, desc=f"patching {site}", unit="copy", disable=not progress,
+                   leave=False)
+        try:
+            for chunk in chunks:
+                out = _exact_chunk(model, ids_corrupt, site, chunk, chosen_layers, clean_acts,
+                                   clean_logits, chosen_positions, bound).numpy()
+                corrupt_metric = float(out[0])
+                start = 1
+                for layer, cols in chunk:
+                    values[row_of[layer], cols] = out[start:start + len(cols)]
+                    start += len(cols)
+                bar.update(start - 1)
+        finally:
+            bar.close()
+        passes = 1 + len(chunks)
+
+    return PatchingResult(
+        values=values, clean_metric=clean_metric, corrupt_metric=corrupt_metric,
+        clean_tokens=_tokens_of(model, ids_clean), corrupt_tokens=_tokens_of(model, ids_corrupt),
+        layers=chosen_layers, columns=columns, positions=chosen_positions, site=site,
+        method=method, metric_name=bound.name, clean_prompt=clean, corrupt_prompt=corrupt,
+        model_name=model.name, approximation=method == "attribution",
+        note=_ATTRIBUTION_NOTE if method == "attribution" else "",
+        n_forward_passes=passes,
+    )
