@@ -63,16 +63,11 @@ class LogitLensResult:
         })
         return frame
 
-    def show(self):  # noqa: ANN201
-        """Heatmap of the top-1 probability (or the target's probability) per layer and token."""
-        from ..widgets.heatmap import Heatmap
+    def show(self, **kwargs):  # noqa: ANN201
+        """`LogitLens` widget: each cell's top-1 token, coloured by probability (or the target's)."""
+        from ..widgets.logit_lens import LogitLens
 
-        if self.target_prob is not None:
-            values, label = self.target_prob, f"p({self.target!r})"
-        else:
-            values, label = self.top_probs[:, :, 0], "top-1 probability"
-        return Heatmap(values, row_labels=[f"L{i}" for i in self.layers], col_labels=self.tokens,
-                       title=f"logit lens: {self.model_name}", value_label=label, vmin=0.0, vmax=1.0)
+        return LogitLens(self, **kwargs)
 
 
 def logit_lens(model: Model, prompt: str, *, top_k: int = 5, target: str | int | None = None,

@@ -99,15 +99,11 @@ class SelectivityResult:
         frame.index.name = "neuron"
         return frame
 
-    def show(self):  # noqa: ANN201
-        """Class means of the 64 most selective neurons (classes x neurons heatmap)."""
-        from ..widgets.heatmap import Heatmap
+    def show(self, **kwargs):  # noqa: ANN201
+        """`Selectivity` widget: index histogram, ranked neurons, class means and top examples."""
+        from ..widgets.selectivity import Selectivity
 
-        top = self.ranked(64)
-        return Heatmap(self.class_means[:, top], row_labels=self.classes,
-                       col_labels=[f"n{i}" for i in top],
-                       title=f"{self.model_name} layer {self.layer}: most class-selective neurons",
-                       value_label="mean activation", colorscale="diverging")
+        return Selectivity(self, **kwargs)
 
 
 def selectivity_index(class_means: np.ndarray, floor: np.ndarray | float = 0.0

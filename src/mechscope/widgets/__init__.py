@@ -2,5 +2,7 @@
 
 from .codec import decode_array, encode_array
 from .heatmap import Heatmap
+from .logit_lens import LogitLens
+from .selectivity import Selectivity
 
-__all__ = ["Heatmap", "decode_array", "encode_array"]
+__all__ = ["Heatmap", "LogitLens", "Selectivity", "decode_array", "encode_array"]
