@@ -46,8 +46,13 @@ class ActivationsResult:
         )
         return pd.DataFrame(self.values, index=pd.Index(self.layers, name="layer"), columns=columns)
 
-    def show(self):  # noqa: ANN201 - returns the widget
-        """The activation heatmap (layers x tokens)."""
+    def show(self, *, vmin: float | None = None, vmax: float | None = None):  # noqa: ANN201
+        """The activation heatmap (layers x tokens); ``vmin``/``vmax`` clip the colour scale.
+
+        Many models park a huge "attention sink" vector on the first token (SmolLM2-135M:
+        residual norm ~2e4 against ~1e2 elsewhere); pass ``vmax`` to see the other tokens.
+        Hover still shows every cell's true value.
+        """
         from ..widgets.heatmap import Heatmap
 
         diverging = self.quantity != "norm"
@@ -58,6 +63,7 @@ class ActivationsResult:
             title=f"{self.model_name}: {self.site} {self.quantity}",
             value_label=f"{self.site} {self.quantity}",
             colorscale="diverging" if diverging else "viridis",
+            vmin=vmin, vmax=vmax,
         )
 
 

@@ -1,0 +1,283 @@
+"""Publish a notebook as ONE self-contained HTML page whose widgets render offline.
+
+``python -m mechscope.publish NOTEBOOK.ipynb OUT.html`` executes the notebook headless (nbclient,
+the ``python3`` kernel of the running interpreter, cwd = the notebook's folder), then exports it
+with nbconvert's lab template so that every mechscope widget shows its ``text/html`` snapshot
+(state and ESM inlined, see ``widgets/_base.py``) instead of the live widget view. Widget state is
+not written to the page, ipywidgets outputs (progress bars) are left out, and the template's CDN
+scripts (require.js, the widget manager, MathJax, mermaid) are dropped: the page needs no kernel
+and makes no network request. LaTeX and mermaid sources show as text. The kernel gets
+HF_HUB_OFFLINE=1 and OMP_WAIT_POLICY=PASSIVE unless set. Needs the ``lab`` extras.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from .errors import MechscopeError
+
+#: Output mimetypes in the order the export prefers them: a widget's offline ``text/html``
+#: snapshot wins, and the live widget view (blank without a kernel) is never chosen.
+DISPLAY_PRIORITY = [
+    "text/html", "application/javascript", "text/markdown", "image/svg+xml", "text/vnd.mermaid",
+    "text/latex", "image/png", "image/jpeg", "text/plain",
+]
+
+#: The stock lab template minus every block that loads a script from a CDN.
+_TEMPLATE_NAME = "mechscope_offline.html.j2"
+_TEMPLATE = """{%- extends 'index.html.j2' -%}
+{%- block html_head_js -%}{%- endblock html_head_js -%}
+{% block jupyter_widgets %}{% endblock jupyter_widgets %}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+"""
+
+_WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+_WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+_KIND = re.compile(r'data-mechscope-widget="([^"]*)"')
+_REMOTE = re.compile(
+    r"""<(?:script|link|img|iframe)\b[^>]*?\b(?:src|href)\s*=\s*["']?((?:https?:)?//[^"'\s>]+)"""
+    r"""|@import\s+(?:url\()?["']?((?:https?:)?//[^"')\s]+)""",
+    re.IGNORECASE,
+)
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+#: Kernel environment defaults (the caller's own settings win): offline hub, quiet OpenMP.
+_KERNEL_ENV = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+               "OMP_WAIT_POLICY": "PASSIVE"}
+
+
+@dataclass(frozen=True)
+class PublishedWidget:
+    """One widget output found in the notebook."""
+
+    number: int  #: 1-based, in page order
+    cell: int  #: index of the notebook cell that displayed it
+    kind: str  #: the snapshot's ``data-mechscope-widget`` (bundle name), "" without a snapshot
+    summary: str  #: first line of the widget's text/plain
+    snapshot: bool  #: False when the widget has no offline HTML (it then shows as text)
+
+    def line(self) -> str:
+        text = self.summary if len(self.summary) <= 160 else self.summary[:157] + "..."
+        tail = "" if self.snapshot else "  [no offline snapshot: shown as text]"
+        return f"widget {self.number}: {text} (cell {self.cell}){tail}"
+
+
+@dataclass(frozen=True)
+class PublishReport:
+    """What :func:`publish` wrote."""
+
+    output: Path
+    size_bytes: int
+    seconds: float
+    widgets: tuple[PublishedWidget, ...]
+    #: ipywidgets outputs left out (progress bars, controls): they need a kernel to draw
+    dropped_kernel_widgets: int
+    #: remote URLs still referenced by the page (from outputs, not the template); normally empty
+    remote_refs: tuple[str, ...]
+
+    def lines(self) -> list[str]:
+        out = [f"wrote {self.output} ({self.size_bytes / 1e6:.2f} MB, {len(self.widgets)} "
+               f"widget(s), {self.seconds:.1f} s)"]
+        out += [w.line() for w in self.widgets]
+        if self.dropped_kernel_widgets:
+            out.append(f"left out {self.dropped_kernel_widgets} ipywidgets output(s) (progress "
+                       "bars, controls): they only draw with a kernel")
+        out += [f"warning: the page references {url}: it needs the network there"
+                for url in self.remote_refs]
+        return out
+
+
+def _progress(stream: TextIO | None, total: int) -> dict[str, Any]:
+    """nbclient hooks that print one line per executed code cell."""
+    if stream is None:
+        return {}
+    started: dict[int, float] = {}
+    count = [0]
+
+    def start(cell: Any, cell_index: int, **_: Any) -> None:
+        started[cell_index] = time.perf_counter()
+
+    def done(cell: Any, cell_index: int, **_: Any) -> None:
+        took = time.perf_counter() - started.get(cell_index, time.perf_counter())
+        first = next((ln for ln in cell.source.splitlines() if ln.strip()), "")[:60]
+        count[0] += 1
+        print(f"  [{count[0]}/{total}] cell {cell_index} ({took:.1f} s): {first}", file=stream,
+              flush=True)
+
+    return {"on_cell_start": start, "on_cell_executed": done}
+
+
+def execute_notebook(nb: Any, cwd: Path, timeout: int = 900,
+                     progress: TextIO | None = None) -> None:
+    """Run every code cell of ``nb`` (in place) in a fresh ``python3`` kernel started in ``cwd``.
+
+    Raises :class:`MechscopeError` naming the failing cell's index and exception.
+    """
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellControlSignal, DeadKernelError
+
+    current = {"index": -1}
+    hooks = _progress(progress, sum(c.cell_type == "code" for c in nb.cells))
+    start_hook = hooks.get("on_cell_start")
+
+    def on_start(cell: Any, cell_index: int, **kw: Any) -> None:
+        current["index"] = cell_index
+        if start_hook is not None:
+            start_hook(cell=cell, cell_index=cell_index, **kw)
+
+    hooks["on_cell_start"] = on_start
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", allow_errors=False, store_widget_state=True,
+        resources={"metadata": {"path": str(cwd)}}, **hooks,
+    )
+    env = {**_KERNEL_ENV, **os.environ}
+    try:
+        client.execute(env=env)
+    except (CellControlSignal, DeadKernelError, TimeoutError) as exc:
+        index = current["index"]
+        ename, evalue = getattr(exc, "ename", type(exc).__name__), getattr(exc, "evalue", str(exc))
+        source = nb.cells[index].source if 0 <= index < len(nb.cells) else ""
+        first = next((ln for ln in source.splitlines() if ln.strip()), "")
+        trace = _ANSI.sub("", str(exc)).strip()
+        raise MechscopeError(
+            f"cell {index} failed with {ename}: {str(evalue).strip()}\n"
+            f"  cell {index} starts: {first}\n{trace}"
+        ) from exc
+
+
+def find_widgets(nb: Any) -> tuple[tuple[PublishedWidget, ...], int]:
+    """Every mechscope widget output of ``nb`` (snapshot kind, summary line); drop kernel-only ones.
+
+    Outputs of ipywidgets controls (``@jupyter-widgets/*`` models, e.g. tqdm progress bars) can
+    only draw with a kernel and their text/plain is a stale first frame: they are removed from
+    ``nb`` (classified through the widget state nbclient stored) and counted in the second value.
+    """
+    state = nb.metadata.get("widgets", {}).get(_WIDGET_STATE, {}).get("state", {})
+    found: list[PublishedWidget] = []
+    dropped = 0
+    for index, cell in enumerate(nb.cells):
+        kept = []
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            kind = _KIND.search(str(data.get("text/html", "")))
+            if _WIDGET_VIEW not in data and kind is None:
+                kept.append(output)
+                continue
+            model_id = data.get(_WIDGET_VIEW, {}).get("model_id", "")
+            if kind is None and state.get(model_id, {}).get("model_module", "").startswith(
+                    "@jupyter-widgets/"):
+                dropped += 1
+                continue
+            kept.append(output)
+            plain = str(data.get("text/plain", "")).strip()
+            found.append(PublishedWidget(
+                number=len(found) + 1, cell=index, kind=html.unescape(kind.group(1)) if kind else "",
+                summary=plain.splitlines()[0] if plain else "(no text/plain)",
+                snapshot=kind is not None,
+            ))
+        if "outputs" in cell:
+            cell.outputs = kept
+    return tuple(found), dropped
+
+
+def export_html(nb: Any) -> str:
+    """``nb`` as one HTML page (nbconvert lab template) with no script loaded from the network."""
+    from jinja2 import DictLoader
+    from nbconvert import HTMLExporter
+    from traitlets.config import Config
+
+    nb.metadata.pop("widgets", None)  # stored widget state would only add CDN-backed views
+    config = Config()
+    config.NbConvertBase.display_data_priority = list(DISPLAY_PRIORITY)
+    exporter = HTMLExporter(
+        config=config, template_name="lab", template_file=_TEMPLATE_NAME,
+        extra_loaders=[DictLoader({_TEMPLATE_NAME: _TEMPLATE})],
+    )
+    body, _ = exporter.from_notebook_node(nb)
+    return str(body)
+
+
+def remote_refs(page: str) -> tuple[str, ...]:
+    """URLs that a browser would fetch while loading ``page`` (scripts, styles, images, imports)."""
+    return tuple(dict.fromkeys(a or b for a, b in _REMOTE.findall(page)))
+
+
+def publish(notebook: str | os.PathLike[str], output: str | os.PathLike[str],
+            execute: bool = True, *, timeout: int = 900,
+            progress: TextIO | bool = True) -> PublishReport:
+    """Execute ``notebook`` headless and write it to ``output`` as one offline HTML page.
+
+    Each mechscope widget in the page draws itself from its inlined snapshot: no kernel, no
+    network (open the file from disk). With ``execute=False`` the outputs already saved in the
+    notebook are exported as they are. ``timeout`` bounds each cell (seconds); ``progress``
+    (a stream, True for stderr, False for silence) gets one line per executed cell.
+
+    Returns a :class:`PublishReport` (path, size, time, one entry per widget). Raises
+    :class:`MechscopeError` when the notebook is missing or unreadable, or a cell fails (the
+    message names the cell index and the exception).
+
+    Example (the same as ``python -m mechscope.publish notebooks/01_tour.ipynb build/tour.html``)::
+
+        report = publish("notebooks/01_tour.ipynb", "build/tour.html")
+        print("\\n".join(report.lines()))
+    """
+    try:
+        import nbformat
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise MechscopeError(
+            "publishing needs the lab extras: pip install 'mechscope[lab]'"
+        ) from exc
+    began = time.perf_counter()
+    stream = sys.stderr if progress is True else progress or None
+    src, dest = Path(notebook), Path(output)
+    if not src.is_file():
+        raise MechscopeError(f"notebook not found: {src} (looked in {src.resolve().parent})")
+    try:
+        nb = nbformat.read(src, as_version=4)
+    except Exception as exc:  # nbformat raises several unrelated types for bad files
+        raise MechscopeError(f"cannot read notebook {src}: {type(exc).__name__}: {exc}") from exc
+    if execute:
+        if stream is not None:
+            print(f"executing {src} ({len(nb.cells)} cells)", file=stream, flush=True)
+        execute_notebook(nb, src.resolve().parent, timeout=timeout, progress=stream)
+    widgets, dropped = find_widgets(nb)
+    page = export_html(nb)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(page, encoding="utf-8")
+    return PublishReport(
+        output=dest, size_bytes=dest.stat().st_size, seconds=time.perf_counter() - began,
+        widgets=widgets, dropped_kernel_widgets=dropped, remote_refs=remote_refs(page),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m mechscope.publish",
+        description="Execute a notebook and export it as one offline HTML page.",
+    )
+    parser.add_argument("notebook", help="the .ipynb to publish")
+    parser.add_argument("output", help="the .html file to write")
+    parser.add_argument("--no-execute", action="store_true",
+                        help="export the outputs saved in the notebook without running it")
+    parser.add_argument("--timeout", type=int, default=900, help="seconds per cell (default 900)")
+    args = parser.parse_args(argv)
+    try:
+        report = publish(args.notebook, args.output, execute=not args.no_execute,
+                         timeout=args.timeout)
+    except MechscopeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(report.lines()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
