@@ -20,7 +20,7 @@ from .errors import (
     UnsupportedArchitectureError,
 )
 from .interventions.ablation import Ablated, AblationResult, Target, ablate, heads, layer, neurons
-from .interventions.patching import PatchingResult, patch
+from .interventions.patching import CellPatch, PatchingResult, patch, patch_cell
 from .interventions.steering import (
     Generation,
     SteeringSweep,
@@ -36,6 +36,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Ablated",
     "AblationResult",
+    "CellPatch",
     "ActivationsResult",
     "Generation",
     "InputError",
@@ -59,6 +60,7 @@ __all__ = [
     "logit_lens",
     "neurons",
     "patch",
+    "patch_cell",
     "selectivity",
     "steering_sweep",
     "steering_vector",

@@ -18,6 +18,10 @@ layer ``l``, appends the copies patched there to the batch (the corrupt row is d
 clean values written in). Only the final position is unembedded. Everything goes through one
 nnsight trace per chunk, so ``remote="local"`` and NDIF run the same code.
 
+`patch_cell` re-runs ONE cell through the same trace code (two forward passes) and also
+returns the top next tokens before and after the patch; `cell_rerun` binds it to a result and
+its model, which is how ``result.show(model=model)`` re-runs a clicked cell of the widget.
+
 ``method="attribution"`` is attribution patching: the first-order estimate
 ``metric(corrupt) + grad . (clean - corrupt)`` for every cell from ONE forward and backward pass
 (parameters are frozen for the call, so no parameter gradient is computed or stored). It is an
@@ -47,10 +51,12 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import copy
+import pickle
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import nnsight
 import numpy as np
@@ -62,7 +68,12 @@ from ._batching import bytes_per_copy, max_copies, plan_chunks
 from ._trace import trace_kwargs
 from .metrics import BoundMetric, Metric, as_metric
 
+if TYPE_CHECKING:
+    from ..widgets.patching_map import PatchingMap
+
 SITES = ("resid", "attn", "mlp", "heads")
+#: Most top tokens `patch_cell` returns per run.
+MAX_TOP_K = 50
 METHODS = ("exact", "attribution")
 #: Default memory (MB) one batched forward pass of patched copies may use.
 DEFAULT_MEMORY_BUDGET_MB = 1024.0
@@ -83,6 +94,7 @@ class PatchingResult:
     heads for ``heads`` (patched at ``positions`` together). ``clean_metric`` and
     ``corrupt_metric`` are the unpatched runs; `normalized` maps them to 1 and 0.
     ``approximation`` is True for ``method="attribution"`` (``note`` says what that means).
+    ``metric`` is the bound metric itself (for re-running a cell, see `cell_rerun`).
     """
 
     values: np.ndarray
@@ -102,6 +114,25 @@ class PatchingResult:
     approximation: bool = False
     note: str = ""
     n_forward_passes: int = 0
+    #: the metric the cells were measured with (bound to the model), kept so that a widget can
+    #: re-run one cell (`cell_rerun`); None for results not made by `patch`.
+    metric: BoundMetric | None = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickling keeps every field, and the metric when it pickles: metrics built by
+        `mechscope.metrics` hold closures, so an unpickled result re-runs cells only with
+        ``.show(model=..., metric=...)``. (``copy.deepcopy`` keeps the metric as it is.)"""
+        state = dict(self.__dict__)
+        if state.get("metric") is not None:
+            try:
+                pickle.dumps(state["metric"])
+            except Exception:
+                state["metric"] = None
+        return state
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> PatchingResult:
+        fields = {k: copy.deepcopy(v, memo) for k, v in self.__dict__.items() if k != "metric"}
+        return type(self)(**fields, metric=self.metric)
 
     @property
     def column_kind(self) -> str:
@@ -144,37 +175,21 @@ class PatchingResult:
             )
         return pd.DataFrame(self.values, index=pd.Index(self.layers, name="layer"), columns=columns)
 
-    def show(self, normalized: bool = True):  # noqa: ANN201 - returns the widget
-        """Heatmap (layers x positions or heads) on a diverging scale centred at 0.
+    def show(self, normalized: bool = True, *, model: Model | None = None,
+             metric: Metric | BoundMetric | None = None, top_k: int = 5) -> PatchingMap:
+        """`PatchingMap` widget: layers x positions (or heads) on a diverging scale centred at 0.
 
         With ``normalized=True`` (default) cells are `normalized` (1 = as clean); if clean and
-        corrupt agree, or with ``normalized=False``, cells are ``values - corrupt_metric``.
+        corrupt agree, or with ``normalized=False``, cells are ``values - corrupt_metric`` (a
+        control in the widget switches). With ``model=`` (the model the result came from), a
+        click on a cell re-runs that one patch exactly through `patch_cell` and shows the
+        ``top_k`` next tokens before and after beside the map; ``metric=`` is needed only for
+        results that do not carry theirs.
         """
-        from ..widgets.heatmap import Heatmap
+        from ..widgets.patching_map import PatchingMap
 
-        label = f"{self.metric_name}, normalised (0 = corrupt, 1 = clean)"
-        try:
-            if not normalized:
-                raise InputError("raw values requested")
-            data = self.normalized()
-        except InputError:
-            data = (self.values - self.corrupt_metric).astype(np.float32)
-            label = f"{self.metric_name} - corrupt"
-        finite = data[np.isfinite(data)]
-        bound = float(np.abs(finite).max()) if finite.size else 1.0
-        bound = bound if bound > 0 else 1.0
-        approx = " (approximation)" if self.approximation else ""
-        where = "" if self.site != "heads" else f", positions {self._positions_text()}"
-        return Heatmap(
-            data,
-            row_labels=[f"L{layer}" for layer in self.layers],
-            col_labels=self.column_labels,
-            title=f"{self.model_name}: {self.method} patching of {self.site}{where}{approx}",
-            value_label=label,
-            colorscale="diverging",
-            vmin=-bound,
-            vmax=bound,
-        )
+        rerun = None if model is None else cell_rerun(self, model, metric=metric, top_k=top_k)
+        return PatchingMap(self, normalized=normalized, rerun=rerun)
 
     def _positions_text(self) -> str:
         n = len(self.clean_tokens)
@@ -186,6 +201,43 @@ class PatchingResult:
         return (f"PatchingResult({self.method} {self.site}, {rows} layers x {cols} "
                 f"{self.column_kind}s, {self.metric_name}: clean {self.clean_metric:.4g}, "
                 f"corrupt {self.corrupt_metric:.4g}{approx})")
+
+
+@dataclass(frozen=True)
+class TopTokens:
+    """The ``k`` most likely next tokens of one run, most likely first."""
+
+    ids: list[int]
+    tokens: list[str]
+    logits: list[float]
+    probs: list[float]
+
+
+@dataclass(frozen=True)
+class CellPatch:
+    """One patched cell re-run on its own (`patch_cell`): the metric and the top next tokens.
+
+    ``value`` is the metric with ``site`` at ``layer`` patched at ``column`` (a position, or a
+    head patched at ``positions``): the same number as that cell of `patch`'s result.
+    ``before`` is the corrupt run, ``after`` the patched one, ``clean`` the clean run.
+    """
+
+    site: str
+    layer: int
+    column: int
+    positions: list[int]
+    metric_name: str
+    value: float
+    clean_metric: float
+    corrupt_metric: float
+    before: TopTokens
+    after: TopTokens
+    clean: TopTokens
+
+    @property
+    def column_kind(self) -> str:
+        """"head" for ``site="heads"``, else "position"."""
+        return "head" if self.site == "heads" else "position"
 
 
 # ---- validation --------------------------------------------------------------------------------
@@ -277,6 +329,15 @@ def _exact_chunk(model: Model, ids: torch.Tensor, site: str, chunk: list[tuple[i
                  layers: list[int], clean_acts: list[torch.Tensor], clean_logits: torch.Tensor,
                  positions: list[int], metric: BoundMetric) -> torch.Tensor:
     """One trace: the corrupt run plus, from each chunk layer on, its patched copies. Returns (1 + copies,)."""
+    return _patched_trace(model, ids, site, chunk, layers, clean_acts, clean_logits, positions, metric)[0]
+
+
+def _patched_trace(model: Model, ids: torch.Tensor, site: str, chunk: list[tuple[int, list[int]]],
+                   layers: list[int], clean_acts: list[torch.Tensor], clean_logits: torch.Tensor,
+                   positions: list[int], metric: BoundMetric,
+                   top_k: int = 0) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+    """The trace behind `_exact_chunk` (and `patch_cell`): metric per row (1 + copies,), and
+    with ``top_k`` > 0 also [top logits, their ids, their probabilities], each (1 + copies, top_k)."""
     n = int(ids.shape[1])
     width = _site_width(model, site)
     d_head = model.d_head
@@ -296,6 +357,7 @@ def _exact_chunk(model: Model, ids: torch.Tensor, site: str, chunk: list[tuple[i
     unembed = model.envoy_at(model.adapter.unembed_path)
     resid = site == "resid"
     read_input = site == "heads"
+    top: list[torch.Tensor] | None = None  # set inside the trace when top_k > 0
 
     with torch.no_grad(), model.nn.trace(ids, use_cache=False, **trace_kwargs(model)):
         start = 1
@@ -321,7 +383,11 @@ def _exact_chunk(model: Model, ids: torch.Tensor, site: str, chunk: list[tuple[i
         unembed.input = unembed.input[:, -1:]
         logits = unembed.output[:, -1]
         values = nnsight.save(metric(logits, clean_logits))
-    return values.float()
+        if top_k:
+            full = logits.float()
+            top_logits, top_ids = torch.topk(full, top_k, dim=-1)
+            top = nnsight.save([top_logits, top_ids, torch.softmax(full, dim=-1).gather(-1, top_ids)])
+    return values.float(), (None if top is None else [t.detach() for t in top])
 
 
 def _attribution(model: Model, ids_clean: torch.Tensor, ids_corrupt: torch.Tensor, site: str,
@@ -450,5 +516,133 @@ def patch(model: Model, clean: str, corrupt: str, metric: Metric | BoundMetric, 
         method=method, metric_name=bound.name, clean_prompt=clean, corrupt_prompt=corrupt,
         model_name=model.name, approximation=method == "attribution",
         note=_ATTRIBUTION_NOTE if method == "attribution" else "",
-        n_forward_passes=passes,
+        n_forward_passes=passes, metric=bound,
     )
+
+
+def _top_tokens(model: Model, logits: torch.Tensor, ids: torch.Tensor, probs: torch.Tensor) -> TopTokens:
+    id_list = [int(i) for i in ids.tolist()]
+    return TopTokens(ids=id_list, tokens=[model.tokenizer.decode([i]) for i in id_list],
+                     logits=[float(x) for x in logits.float().tolist()],
+                     probs=[float(x) for x in probs.float().tolist()])
+
+
+def patch_cell(model: Model, clean: str, corrupt: str, metric: Metric | BoundMetric, site: str,
+               layer: int, column: int, *, positions: Sequence[int] | None = None,
+               top_k: int = 5) -> CellPatch:
+    """Exact patching of ONE cell, with the ``top_k`` next tokens before and after the patch.
+
+    The cell is what `patch` computes at ``values[layer, column]``: ``column`` is a position for
+    ``site`` "resid", "attn" or "mlp", and a head for "heads" (patched at ``positions``, default
+    all, as in `patch`). It runs the same clean-run and patched-trace code as `patch`, with one
+    patched copy, so its ``value`` equals the sweep's cell (up to float rounding of the batch).
+    Two forward passes; the model is left as it was.
+
+    >>> import mechscope
+    >>> from mechscope.metrics import logit_diff
+    >>> model = mechscope.tiny_model("llama")
+    >>> m = logit_diff(" the", " of")
+    >>> cell = patch_cell(model, "The cat sat on the", "The dog sat on the", m, "resid", 0, 1, top_k=3)
+    >>> r = mechscope.patch(model, "The cat sat on the", "The dog sat on the", m, progress=False)
+    >>> bool(abs(cell.value - r.values[0, 1]) < 1e-5), len(cell.after.tokens)
+    (True, 3)
+    """
+    if not isinstance(model, Model):
+        raise InputError(f"patch_cell needs a mechscope Model (mechscope.load(...)), got {type(model).__name__}.")
+    if site not in SITES:
+        raise InputError(f"site must be one of {SITES}, got {site!r}.")
+    if isinstance(top_k, bool) or not isinstance(top_k, int | np.integer) or not 1 <= top_k <= MAX_TOP_K:
+        raise InputError(f"top_k must be an int in 1..{MAX_TOP_K}, got {top_k!r}.")
+    top_k = min(int(top_k), model.vocab_size)
+    bound = as_metric(metric, model)
+    ids_clean, ids_corrupt = _check_prompts(model, clean, corrupt)
+    n = int(ids_clean.shape[1])
+    chosen_layer = _index_list([layer], model.n_layers, "layer", "layer")[0]
+    if site == "heads":
+        head = _index_list([column], model.n_heads, "column (a head for site='heads')", "head")[0]
+        chosen_positions = _index_list(range(n) if positions is None else positions, n,
+                                       "positions", "position")
+        chunk = [(chosen_layer, [head])]
+        col = head
+    else:
+        if positions is not None:
+            raise InputError(
+                f"positions= applies to site='heads' only; for site={site!r} the column is the "
+                "position to patch."
+            )
+        col = _index_list([column], n, "column (a position)", "position")[0]
+        chosen_positions = [col]
+        chunk = [(chosen_layer, [0])]
+    clean_acts, clean_logits = _clean_run(model, ids_clean, site, [chosen_layer])
+    clean_metric = float(bound(clean_logits, clean_logits)[0])
+    values, top = _patched_trace(model, ids_corrupt, site, chunk, [chosen_layer], clean_acts,
+                                 clean_logits, chosen_positions, bound, top_k=top_k)
+    assert top is not None
+    top_logits, top_ids, top_probs = top
+    clean_top_logits, clean_top_ids = torch.topk(clean_logits[0], top_k)
+    clean_top_probs = torch.softmax(clean_logits[0], dim=-1)[clean_top_ids]
+    return CellPatch(
+        site=site, layer=chosen_layer, column=col, positions=chosen_positions,
+        metric_name=bound.name, value=float(values[1]), clean_metric=clean_metric,
+        corrupt_metric=float(values[0]),
+        before=_top_tokens(model, top_logits[0], top_ids[0], top_probs[0]),
+        after=_top_tokens(model, top_logits[1], top_ids[1], top_probs[1]),
+        clean=_top_tokens(model, clean_top_logits, clean_top_ids, clean_top_probs),
+    )
+
+
+def cell_rerun(result: PatchingResult, model: Model, *, metric: Metric | BoundMetric | None = None,
+               top_k: int = 5) -> Callable[[int, int], CellPatch]:
+    """A function ``(row, col) -> CellPatch`` re-running cell ``result.values[row, col]`` on ``model``.
+
+    This is what `PatchingResult.show(model=...)` hands its widget: the widget never sees the
+    model, only this function. ``model`` must be the model the result was made with (same
+    name and tokenisation of both prompts); ``metric`` defaults to the one the result carries.
+    Checked once, here, before any forward pass.
+    """
+    if not isinstance(result, PatchingResult):
+        raise InputError(f"cell_rerun needs a PatchingResult (from mechscope.patch), got {type(result).__name__}.")
+    if not isinstance(model, Model):
+        raise InputError(
+            f"model= must be the mechscope Model the result came from (mechscope.load(...)), "
+            f"got {type(model).__name__}."
+        )
+    if model.name != result.model_name:
+        raise InputError(
+            f"this result was made with {result.model_name!r} but model= is {model.name!r}; "
+            "pass the model the patching ran on."
+        )
+    for which, prompt, tokens in (("clean", result.clean_prompt, result.clean_tokens),
+                                  ("corrupt", result.corrupt_prompt, result.corrupt_tokens)):
+        if model.str_tokens(prompt) != list(tokens):
+            raise InputError(
+                f"model= tokenises the {which} prompt differently from the result "
+                f"({model.str_tokens(prompt)} vs {list(tokens)}); pass the model the patching ran on."
+            )
+    chosen = metric if metric is not None else result.metric
+    if chosen is None:
+        raise InputError(
+            "this PatchingResult carries no metric (it was not made by mechscope.patch); pass "
+            "the one it was measured with, e.g. .show(model=model, metric=logit_diff(' Paris', ' Rome'))."
+        )
+    bound = as_metric(chosen, model)
+    if bound.name != result.metric_name:
+        raise InputError(
+            f"metric {bound.name} is not the result's metric {result.metric_name}; re-running a "
+            "cell with another metric would not match the map."
+        )
+    if isinstance(top_k, bool) or not isinstance(top_k, int | np.integer) or not 1 <= top_k <= MAX_TOP_K:
+        raise InputError(f"top_k must be an int in 1..{MAX_TOP_K}, got {top_k!r}.")
+    rows, cols = np.shape(result.values)
+
+    def rerun(row: int, col: int) -> CellPatch:
+        if not (0 <= row < rows and 0 <= col < cols):
+            raise InputError(f"cell ({row}, {col}) is outside the {rows} x {cols} map.")
+        if result.site == "heads":
+            return patch_cell(model, result.clean_prompt, result.corrupt_prompt, bound, result.site,
+                              result.layers[row], result.columns[col], positions=result.positions,
+                              top_k=int(top_k))
+        return patch_cell(model, result.clean_prompt, result.corrupt_prompt, bound, result.site,
+                          result.layers[row], result.columns[col], top_k=int(top_k))
+
+    return rerun

@@ -3,6 +3,7 @@
 from .codec import decode_array, encode_array
 from .heatmap import Heatmap
 from .logit_lens import LogitLens
+from .patching_map import PatchingMap
 from .selectivity import Selectivity
 
-__all__ = ["Heatmap", "LogitLens", "Selectivity", "decode_array", "encode_array"]
+__all__ = ["Heatmap", "LogitLens", "PatchingMap", "Selectivity", "decode_array", "encode_array"]
