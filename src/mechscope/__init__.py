@@ -23,9 +23,11 @@ from .interventions.ablation import Ablated, AblationResult, Target, ablate, hea
 from .interventions.patching import CellPatch, PatchingResult, patch, patch_cell
 from .interventions.steering import (
     Generation,
+    GenerationCancelled,
     SteeringSweep,
     SteeringVector,
     generate,
+    steering_playground,
     steering_sweep,
     steering_vector,
 )
@@ -39,6 +41,7 @@ __all__ = [
     "CellPatch",
     "ActivationsResult",
     "Generation",
+    "GenerationCancelled",
     "InputError",
     "LogitLensResult",
     "MechscopeError",
@@ -62,6 +65,7 @@ __all__ = [
     "patch",
     "patch_cell",
     "selectivity",
+    "steering_playground",
     "steering_sweep",
     "steering_vector",
     "tiny_model",

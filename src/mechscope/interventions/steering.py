@@ -8,6 +8,10 @@
   with ``c * vec`` added to the residual at the output of block ``vec.layer``, at every
   position, at every step. ``coefficient=0`` (or ``steer=None``) is plain greedy decoding.
 - `steering_sweep(model, prompt, vec, coefficients=[...])`: generations side by side.
+- `steering_playground(model, vec, prompt)` (or ``vec.playground(model, prompt)``): a widget
+  with a coefficient slider that re-runs `generate` as it moves (see
+  `mechscope.widgets.steering_playground`); ``should_stop=`` lets it cancel a generation
+  between tokens.
 
 Generation is a loop of single forward passes (one nnsight trace each, no KV cache) that
 re-reads the whole sequence: simple, exact (every position is steered in every step, as if
@@ -31,17 +35,24 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nnsight
 import numpy as np
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, MechscopeError
 from ..models.model import Model
 from ._trace import trace_kwargs
+
+if TYPE_CHECKING:
+    from ..widgets.steering_playground import SteeringPlayground
+
+
+class GenerationCancelled(MechscopeError):
+    """`generate` stopped early because its ``should_stop`` callback returned True."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,10 @@ class SteeringVector:
                 f"norm={self.norm:.4g}, resid_norm={self.resid_norm:.4g}, "
                 f"{len(self.positive)} positive vs {len(self.negative)} negative prompts, "
                 f"model={self.model_name!r})")
+
+    def playground(self, model: Model, prompt: str, **kwargs: Any) -> SteeringPlayground:
+        """`steering_playground(model, self, prompt, **kwargs)`: a slider that re-generates."""
+        return steering_playground(model, self, prompt, **kwargs)
 
 
 def _prompt_list(model: Model, prompts: object, what: str) -> list[str]:
@@ -162,6 +177,12 @@ def _coef(c: object) -> float:
     return float(c)
 
 
+def _coef_list(coefficients: object) -> tuple[float, ...]:
+    if isinstance(coefficients, str) or not isinstance(coefficients, Sequence | np.ndarray) or len(coefficients) == 0:
+        raise InputError(f"coefficients must be a non-empty list of numbers, got {coefficients!r}.")
+    return tuple(_coef(c) for c in coefficients)
+
+
 @dataclass(frozen=True)
 class Generation:
     """A greedy continuation of ``prompt``: ``text`` (new tokens decoded), ``new_ids``, ``new_tokens``."""
@@ -179,7 +200,7 @@ class Generation:
 
 
 def _greedy(model: Model, ids: torch.Tensor, delta: torch.Tensor | None, layer: int,
-            max_new_tokens: int) -> tuple[list[int], bool]:
+            max_new_tokens: int, should_stop: Callable[[], bool] | None = None) -> tuple[list[int], bool]:
     env = model.envoy("resid", layer)
     unembed = model.envoy_at(model.adapter.unembed_path)
     eos = _eos_ids(model)
@@ -188,6 +209,8 @@ def _greedy(model: Model, ids: torch.Tensor, delta: torch.Tensor | None, layer: 
     for _ in range(max_new_tokens):
         if limit is not None and ids.shape[1] >= limit:
             break
+        if should_stop is not None and should_stop():
+            raise GenerationCancelled(f"generation cancelled after {len(new)} of {max_new_tokens} tokens.")
         with torch.no_grad(), model.nn.trace(ids, **trace_kwargs(model)):
             if delta is not None:
                 out = env.output
@@ -205,12 +228,14 @@ def _greedy(model: Model, ids: torch.Tensor, delta: torch.Tensor | None, layer: 
 
 
 def generate(model: Model, prompt: str, *, steer: SteeringVector | np.ndarray | None = None,
-             coefficient: float = 1.0, max_new_tokens: int = 20, layer: int | None = None) -> Generation:
+             coefficient: float = 1.0, max_new_tokens: int = 20, layer: int | None = None,
+             should_stop: Callable[[], bool] | None = None) -> Generation:
     """Greedy continuation of ``prompt``, with ``coefficient * steer`` added at ``steer.layer``.
 
     ``steer=None`` or ``coefficient=0`` is plain greedy decoding (the same tokens as Hugging
     Face's ``generate(do_sample=False)``). ``layer`` overrides the vector's layer (required
-    for a raw array).
+    for a raw array). ``should_stop`` is called before each forward pass (never during one);
+    when it returns True, generation stops and `GenerationCancelled` is raised.
     """
     c = _coef(coefficient)
     n = _check_count(max_new_tokens)
@@ -223,7 +248,9 @@ def generate(model: Model, prompt: str, *, steer: SteeringVector | np.ndarray | 
             delta = (c * vec).to(dtype if isinstance(dtype, torch.dtype) and dtype.is_floating_point else torch.float32)
     elif layer is not None:
         raise InputError("layer= is only meaningful with steer=...")
-    new, stopped = _greedy(model, ids, delta, lay, n)
+    if should_stop is not None and not callable(should_stop):
+        raise InputError(f"should_stop must be a callable returning a bool, got {should_stop!r}.")
+    new, stopped = _greedy(model, ids, delta, lay, n, should_stop)
     dec = model.tokenizer.decode
     return Generation(
         prompt=prompt, text=dec(new), new_ids=tuple(new), new_tokens=tuple(dec([i]) for i in new),
@@ -281,9 +308,7 @@ def steering_sweep(model: Model, prompt: str, steer: SteeringVector, coefficient
     """`generate` once per coefficient (each an exact, separate greedy run)."""
     if not isinstance(steer, SteeringVector):
         raise InputError(f"steering_sweep needs a SteeringVector (mechscope.steering_vector), got {steer!r}.")
-    if isinstance(coefficients, str) or not isinstance(coefficients, Sequence | np.ndarray) or len(coefficients) == 0:
-        raise InputError(f"coefficients must be a non-empty list of numbers, got {coefficients!r}.")
-    coefs = tuple(_coef(c) for c in coefficients)
+    coefs = _coef_list(coefficients)
     _as_vector(model, steer, None)
     _check_count(max_new_tokens)
     model.to_tokens(prompt)
@@ -291,3 +316,46 @@ def steering_sweep(model: Model, prompt: str, steer: SteeringVector, coefficient
                  for c in coefs)
     return SteeringSweep(prompt=prompt, coefficients=coefs, generations=gens, layer=steer.layer,
                          vector_norm=steer.norm, model_name=model.name)
+
+
+def steering_playground(model: Model, steer: SteeringVector, prompt: str, *,
+                        coefficients: Sequence[float] = (-4, -2, 0, 2, 4), max_new_tokens: int = 20,
+                        min_coefficient: float = -8.0, max_coefficient: float = 8.0, step: float = 0.5,
+                        title: str | None = None) -> SteeringPlayground:
+    """A widget: coefficient slider, prompt box, unsteered vs steered text side by side.
+
+    ``coefficients`` (sorted, with 0 added: the unsteered baseline) are generated now
+    (`steering_sweep`) and travel in the widget's state, so an exported notebook (no kernel)
+    snaps its slider to them. With a kernel, moving the slider between ``min_coefficient`` and
+    ``max_coefficient`` (``step`` apart) or submitting a new prompt re-runs `generate` with the
+    same settings in a background thread: a newer request cancels an older one between
+    tokens, results are cached per (prompt, coefficient), and the thread pauses while a
+    notebook cell runs, so it never traces the model at the same time as your code.
+
+    >>> import mechscope
+    >>> model = mechscope.tiny_model("llama")
+    >>> vec = mechscope.steering_vector(model, ["good great fine"], ["bad awful sad"], layer=1)
+    >>> w = vec.playground(model, "The cat", coefficients=[-2, 2], max_new_tokens=3)
+    >>> w.coefficients
+    [-2.0, 0.0, 2.0]
+    >>> seq = w.request(coefficient=1.5)
+    >>> w.wait(timeout=60)
+    True
+    >>> w.result("The cat", 1.5).new_ids == mechscope.generate(
+    ...     model, "The cat", steer=vec, coefficient=1.5, max_new_tokens=3).new_ids
+    True
+    >>> w.close()
+    """
+    from ..widgets.steering_playground import SteeringPlayground
+
+    coefs = sorted(set(_coef_list(coefficients)) | {0.0})
+    sweep = steering_sweep(model, prompt, steer, coefficients=coefs, max_new_tokens=max_new_tokens)
+    n = int(max_new_tokens)
+
+    def regenerate(text: str, coefficient: float, should_stop: Callable[[], bool]) -> Generation:
+        return generate(model, text, steer=steer, coefficient=coefficient, max_new_tokens=n,
+                        should_stop=should_stop)
+
+    return SteeringPlayground(sweep, generator=regenerate, min_coefficient=min_coefficient,
+                              max_coefficient=max_coefficient, step=step, title=title,
+                              max_new_tokens=n)

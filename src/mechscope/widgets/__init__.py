@@ -5,5 +5,6 @@ from .heatmap import Heatmap
 from .logit_lens import LogitLens
 from .patching_map import PatchingMap
 from .selectivity import Selectivity
+from .steering_playground import SteeringPlayground
 
-__all__ = ["Heatmap", "LogitLens", "PatchingMap", "Selectivity", "decode_array", "encode_array"]
+__all__ = ["Heatmap", "LogitLens", "PatchingMap", "Selectivity", "SteeringPlayground", "decode_array", "encode_array"]
