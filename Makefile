@@ -12,7 +12,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export TOKENIZERS_PARALLELISM := false
 
 .PHONY: setup install js model chromium lab test test-unit test-integration test-browser \
-        test-notebooks test-slow demo lint bench clean
+        test-notebooks test-slow demo html lint bench clean
 
 ## ---- set-up (idempotent; each step says what it does) --------------------------------
 $(STAMP): pyproject.toml package.json package-lock.json
@@ -70,6 +70,13 @@ test-slow: setup
 
 demo: setup
 	$(PY) -m mechscope.publish notebooks/01_tour.ipynb build/tour.html
+
+## export an executed notebook (outputs as saved, nothing re-run): make html NB=path.ipynb [OUT=x.html]
+NB ?=
+OUT ?= build/$(basename $(notdir $(NB))).html
+html: install js
+	@test -n "$(NB)" || { echo "usage: make html NB=path/to/executed.ipynb [OUT=build/name.html]"; exit 2; }
+	$(PY) -m mechscope.publish --no-execute "$(NB)" "$(OUT)"
 
 lint: install js
 	$(VENV)/bin/ruff check src tests benchmarks

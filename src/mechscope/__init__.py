@@ -32,6 +32,7 @@ from .interventions.steering import (
     steering_vector,
 )
 from .models import Model, load, tiny_model
+from .publish import PublishReport, export_html, publish
 
 __version__ = "0.1.0"
 
@@ -48,6 +49,7 @@ __all__ = [
     "Model",
     "ModelLoadError",
     "PatchingResult",
+    "PublishReport",
     "RemoteError",
     "SelectivityResult",
     "SteeringSweep",
@@ -56,6 +58,7 @@ __all__ = [
     "UnsupportedArchitectureError",
     "ablate",
     "activations",
+    "export_html",
     "generate",
     "heads",
     "layer",
@@ -64,6 +67,7 @@ __all__ = [
     "neurons",
     "patch",
     "patch_cell",
+    "publish",
     "selectivity",
     "steering_playground",
     "steering_sweep",

@@ -188,7 +188,7 @@ def find_widgets(nb: Any) -> tuple[tuple[PublishedWidget, ...], int]:
     return tuple(found), dropped
 
 
-def export_html(nb: Any) -> str:
+def render_html(nb: Any) -> str:
     """``nb`` as one HTML page (nbconvert lab template) with no script loaded from the network."""
     from jinja2 import DictLoader
     from nbconvert import HTMLExporter
@@ -249,13 +249,24 @@ def publish(notebook: str | os.PathLike[str], output: str | os.PathLike[str],
             print(f"executing {src} ({len(nb.cells)} cells)", file=stream, flush=True)
         execute_notebook(nb, src.resolve().parent, timeout=timeout, progress=stream)
     widgets, dropped = find_widgets(nb)
-    page = export_html(nb)
+    page = render_html(nb)
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(page, encoding="utf-8")
     return PublishReport(
         output=dest, size_bytes=dest.stat().st_size, seconds=time.perf_counter() - began,
         widgets=widgets, dropped_kernel_widgets=dropped, remote_refs=remote_refs(page),
     )
+
+
+def export_html(notebook: str | os.PathLike[str], output: str | os.PathLike[str], *,
+                progress: TextIO | bool = False) -> PublishReport:
+    """Export an already executed notebook (e.g. saved from JupyterLab) to one offline HTML page.
+
+    Executes nothing: the outputs saved in ``notebook`` are what the page shows, and every
+    mechscope widget in them draws from its inlined snapshot with no kernel and no CDN
+    (``make html NB=notebook.ipynb``). Same report and errors as :func:`publish`.
+    """
+    return publish(notebook, output, execute=False, progress=progress)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -72,3 +72,25 @@ def test_no_execute_keeps_saved_outputs(tmp_path):
     report = publish(tmp_path / "saved.ipynb", tmp_path / "saved.html", execute=False)
     assert "saved output" in report.output.read_text(encoding="utf-8")
     assert report.widgets == () and report.remote_refs == ()
+
+
+def test_export_html_of_an_executed_notebook(tmp_path):
+    """`mechscope.export_html` re-runs nothing and keeps each widget's offline snapshot."""
+    import nbclient
+
+    import mechscope
+
+    src = notebook(tmp_path / "run.ipynb",
+                   "import numpy as np\nfrom mechscope.widgets import Heatmap\n"
+                   "Heatmap(np.arange(12.0).reshape(3, 4), title='saved heatmap')",
+                   "import random\nprint('draw', random.random())")
+    nb = nbformat.read(src, as_version=4)
+    nbclient.NotebookClient(nb, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    nbformat.write(nb, src)
+    printed = nb.cells[2].outputs[0]["text"]
+    report = mechscope.export_html(src, tmp_path / "out.html")
+    page = report.output.read_text(encoding="utf-8")
+    assert printed in page  # the saved output, not a re-run (which would print another number)
+    assert [w.kind for w in report.widgets] == ["heatmap"] and report.widgets[0].snapshot
+    assert "saved heatmap" in report.widgets[0].summary
+    assert report.remote_refs == ()
