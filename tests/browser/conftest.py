@@ -32,9 +32,12 @@ def jupyter_lab() -> Iterator[Lab]:
         pytest.fail(str(exc), pytrace=False)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """A Playwright Chromium context (sync API) on a fresh profile.
+    """A Playwright Chromium context (sync API) on a fresh profile, one per test module.
+
+    Module scope on purpose: Playwright's sync API allows one running instance per thread, and
+    the offline-page tests start their own; a session-scoped instance would make them error.
 
     Fails, never skips, when /usr/bin/chromium is missing: the browser tier must run.
     """
