@@ -81,6 +81,7 @@ function ensurePatchingStyle(): void {
 .ms-pmap .ms-pmap-map { display: flex; align-items: flex-start; gap: 4px; min-width: 0; max-width: 100%; }
 .ms-pmap .ms-rowlabels div { text-align: right; padding-right: 4px; white-space: pre; overflow: hidden; }
 .ms-pmap .ms-scroll { overflow-x: auto; overflow-y: hidden; max-width: min(calc(100vw - 200px), 900px); }
+.ms-pmap .ms-canvas:focus-visible { outline-offset: -2px; }
 .ms-pmap .ms-pmap-inner { position: relative; }
 .ms-pmap .ms-canvas { image-rendering: auto; cursor: pointer; }
 .ms-pmap .ms-collabels div { writing-mode: horizontal-tb; transform: none; max-height: none; white-space: pre;

@@ -213,13 +213,19 @@ def kernel_json(tour: Tour, expr: str) -> Any:
 
 
 def wait_kernel_value(tour: Tour, expr: str, want: str, timeout_ms: int = 15_000) -> None:
-    """Poll the kernel until ``repr(expr) == want``."""
-    try:
-        tour.page.wait_for_function(f"async ([e, w]) => (await ({KERNEL_EVAL})(e)) === w",
-                                    arg=[expr, want], polling=250, timeout=timeout_ms)
-    except Exception as exc:
-        raise AssertionError(f"{expr} never became {want} in the kernel "
-                             f"(now {kernel_eval(tour, expr)})") from exc
+    """Poll the kernel until ``repr(expr) == want``.
+
+    Polled from Python: Playwright's wait_for_function does not await a predicate that returns
+    a Promise (an async predicate is always truthy), so it cannot ask the kernel.
+    """
+    deadline = time.monotonic() + timeout_ms / 1000
+    while True:
+        now = kernel_eval(tour, expr)
+        if now == want:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{expr} never became {want} in the kernel (now {now})")
+        time.sleep(0.1)  # polling interval, not a wait for a condition
 
 
 def heatmap_in(tour: Tour, i: int) -> Any:
