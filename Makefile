@@ -83,8 +83,9 @@ lint: install js
 	$(VENV)/bin/mypy
 	npx tsc --noEmit -p .
 
-bench: setup
+bench: setup chromium
 	$(PY) benchmarks/run.py
+	$(PY) benchmarks/widgets.py
 
 clean:
 	rm -rf build src/mechscope/static node_modules

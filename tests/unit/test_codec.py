@@ -5,10 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from mechscope import InputError
-from mechscope.widgets.codec import WIRE_DTYPES, decode_array, encode_array, to_json_safe
+from mechscope.widgets.codec import (
+    QUANTIZED_DTYPES,
+    WIRE_DTYPES,
+    decode_array,
+    encode_array,
+    to_json_safe,
+)
 
 SAMPLES = {
     "float32": np.array([[0.0, -1.5, 3.25], [np.nan, np.inf, -np.inf]], dtype=np.float32),
@@ -101,3 +108,109 @@ def test_non_numeric_array(array):
                   shape=hnp.array_shapes(max_dims=3, max_side=5)))
 def test_float_round_trip_property(x):
     _same(decode_array(encode_array(x)), x.astype(np.float32))
+
+
+# ---- quantisation: the optional ``scale`` ------------------------------------------------------
+
+SPECIALS = np.array([np.nan, np.inf, -np.inf])
+
+
+def _quantised(x: np.ndarray, dtype: str) -> tuple[dict, np.ndarray]:
+    enc = encode_array(x, dtype, quantize=True)
+    return enc, decode_array(enc)
+
+
+def _assert_within_half_step(x: np.ndarray, enc: dict, back: np.ndarray) -> None:
+    step = enc["scale"]["step"]
+    finite = np.isfinite(x)
+    err = np.abs(back[finite].astype(np.float64) - x[finite])
+    # step / 2 from rounding to a code, plus the float32 the decoders return
+    bound = step / 2 * (1 + 1e-9) + np.abs(x[finite]) * 2.0**-24 + 2.0**-149
+    assert np.all(err <= bound), float((err - bound).max())
+
+
+@pytest.mark.parametrize("dtype, levels", [("uint8", 253), ("uint16", 65533)])
+def test_quantised_round_trip_error_and_special_codes(dtype, levels):
+    rng = np.random.default_rng(0)
+    x = rng.normal(3.0, 2.0, size=(40, 50))
+    x.ravel()[[7, 123, 999]] = SPECIALS  # one NaN, one +inf, one -inf
+    enc, back = _quantised(x, dtype)
+    top = np.iinfo(dtype).max
+    assert set(enc) == {"dtype", "shape", "data", "scale"}
+    assert enc["dtype"] == dtype and enc["shape"] == [40, 50]
+    assert len(enc["data"]) == x.size * np.dtype(dtype).itemsize  # 1 or 2 bytes a cell
+    finite = x[np.isfinite(x)]
+    assert enc["scale"] == {"offset": finite.min(), "step": (finite.max() - finite.min()) / (levels - 1),
+                            "nan_code": top, "posinf_code": top - 1, "neginf_code": top - 2}
+    codes = np.frombuffer(bytes(enc["data"]), np.dtype(dtype).newbyteorder("<")).reshape(x.shape)
+    assert codes.ravel()[[7, 123, 999]].tolist() == [top, top - 1, top - 2]
+    assert codes[np.isfinite(x)].min() == 0 and codes[np.isfinite(x)].max() == levels - 1
+    assert back.dtype == np.float32 and back.shape == x.shape
+    _assert_within_half_step(x, enc, back)
+    # NaN, +inf and -inf come back distinctly, where they were
+    assert np.isnan(back.ravel()[7]) and back.ravel()[123] == np.inf and back.ravel()[999] == -np.inf
+    assert np.array_equal(np.isfinite(back), np.isfinite(x))
+    # the extremes are exact up to float32 (code 0 is the offset itself)
+    assert back[np.isfinite(x)].min() == np.float32(finite.min())
+    # the base64 form (offline snapshot, saved widget state) keeps the scale and decodes the same
+    safe = to_json_safe(enc)
+    assert safe["scale"] == enc["scale"] and isinstance(safe["data"], str)
+    _same(decode_array(safe), back)
+
+
+def test_quantised_uint8_is_4x_smaller_than_float32():
+    x = np.random.default_rng(1).normal(size=(1000, 1000))
+    assert len(encode_array(x)["data"]) == 4 * len(encode_array(x, "uint8", quantize=True)["data"]) == 4_000_000
+
+
+def test_quantised_constant_all_nan_and_empty_arrays():
+    enc, back = _quantised(np.full((3, 2), -1.25), "uint8")
+    assert enc["scale"]["step"] == 0.0 and enc["scale"]["offset"] == -1.25
+    _same(back, np.full((3, 2), -1.25, np.float32))  # exact
+    enc, back = _quantised(np.array([np.nan, np.inf, -np.inf, np.nan]), "uint16")
+    assert bytes(enc["data"]) == np.array([65535, 65534, 65533, 65535], "<u2").tobytes()
+    _same(back, np.array([np.nan, np.inf, -np.inf, np.nan], np.float32))
+    enc, back = _quantised(np.zeros((0, 4)), "uint8")
+    _same(back, np.zeros((0, 4), np.float32))
+    _same(_quantised(np.array([[True, False]]), "uint8")[1], np.array([[1.0, 0.0]], np.float32))
+
+
+def test_unquantised_encoding_is_unchanged():
+    # existing widgets (logit_lens, selectivity, patching_map, ...) keep the plain format
+    enc = encode_array(np.arange(4.0), "float16")
+    assert set(enc) == {"dtype", "shape", "data"}
+    assert "scale" not in to_json_safe(enc)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "int32"])
+def test_quantize_needs_an_unsigned_integer_wire_dtype(dtype):
+    with pytest.raises(InputError, match=r"quantize=True needs an integer wire dtype \('uint8', 'uint16'\), "
+                                         f"got '{dtype}'"):
+        encode_array(np.zeros(3), dtype, quantize=True)
+
+
+def test_quantize_rejects_complex_and_overflowing_ranges():
+    with pytest.raises(InputError, match="expected real numbers to quantise, got dtype complex128"):
+        encode_array(np.ones(2, dtype=complex), "uint8", quantize=True)
+    with pytest.raises(InputError, match=r"cannot quantise values spanning -1e\+308\.\.1e\+308: the range overflows"):
+        encode_array(np.array([-1e308, 1e308]), "uint8", quantize=True)
+
+
+def test_a_scale_on_any_wire_dtype_decodes_generically():
+    # the mechanism is not tied to uint8/uint16: any encoded array may carry a scale
+    enc = {**encode_array(np.array([0, 3, -1, 7]), "int32"),
+           "scale": {"offset": 10.0, "step": 0.5, "nan_code": 7}}
+    _same(decode_array(enc), np.array([10.0, 11.5, 9.5, np.nan], np.float32))
+
+
+@settings(max_examples=80, deadline=None)
+@given(x=hnp.arrays(dtype=np.float64, shape=hnp.array_shapes(max_dims=2, max_side=12),
+                    elements=st.one_of(st.floats(-1e30, 1e30),  # decoders return float32
+                                       st.sampled_from([np.nan, np.inf, -np.inf]))),
+       dtype=st.sampled_from(QUANTIZED_DTYPES))
+def test_quantised_round_trip_property(x, dtype):
+    enc, back = _quantised(x, dtype)
+    _assert_within_half_step(x, enc, back)
+    np.testing.assert_array_equal(np.isnan(back), np.isnan(x))
+    np.testing.assert_array_equal(np.isposinf(back), np.isposinf(x))
+    np.testing.assert_array_equal(np.isneginf(back), np.isneginf(x))

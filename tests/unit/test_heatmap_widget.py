@@ -10,7 +10,8 @@ import pytest
 
 import mechscope.widgets._base as base
 from mechscope import InputError
-from mechscope.widgets.heatmap import MAX_SIDE, Heatmap
+from mechscope.widgets.codec import decode_array
+from mechscope.widgets.heatmap import MAX_SIDE, QUANTIZE_ABOVE, Heatmap
 
 HOSTILE = [
     "</script><script>alert(1)</script>",
@@ -161,8 +162,90 @@ def test_snapshot_is_absent_above_the_size_limit(monkeypatch):
 def test_snapshot_is_absent_for_a_really_large_map():
     assert base.FALLBACK_MAX_BYTES == 8 * 1024 * 1024
     # 1500 x 1500 float32 is 9 MB of bytes, 12 MB as base64: over the limit, under MAX_SIDE.
-    w = Heatmap(np.ones((1500, 1500), dtype=np.float32))
-    assert w.pooled == [1, 1]
+    # (quantised it is 2.25 MB, 3 MB as base64; even MAX_SIDE x MAX_SIDE as uint8 fits: 5.6 MB)
+    w = Heatmap(np.ones((1500, 1500), dtype=np.float32), quantize=False)
+    assert w.pooled == [1, 1] and w.values["dtype"] == "float32"
     data, _ = w._repr_mimebundle_()
     assert "text/html" not in data
     assert data["text/plain"].startswith("Heatmap '': 1500 x 1500 value")
+
+
+# ---- the wire format: float32 for small maps, quantised above QUANTIZE_ABOVE cells -------------
+def test_encoding_is_picked_by_size():
+    assert QUANTIZE_ABOVE == 65_536
+    small = Heatmap(np.random.default_rng(2).normal(size=(256, 256)))  # exactly the threshold
+    assert small.values["dtype"] == "float32" and "scale" not in small.values
+    assert small.quantization_step is None and "quantised" not in small.summary()
+    big = Heatmap(np.random.default_rng(2).normal(size=(257, 256)))
+    assert big.values["dtype"] == "uint8" and big.values["shape"] == [257, 256]
+    assert len(big.values["data"]) == 257 * 256  # one byte a cell
+    assert big.quantization_step == big.values["scale"]["step"] > 0
+    # forced either way
+    assert Heatmap(np.zeros((300, 300)), quantize=False).values["dtype"] == "float32"
+    assert Heatmap(np.arange(6.0).reshape(2, 3), quantize=True).values["dtype"] == "uint8"
+    with pytest.raises(InputError, match=r"quantize must be None \(automatic\), True or False, got 'yes'"):
+        Heatmap(np.zeros((2, 2)), quantize="yes")
+
+
+def test_quantised_values_are_within_half_a_step_and_specials_survive():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(400, 300))
+    x[0, 0], x[1, 1], x[2, 2] = np.nan, np.inf, -np.inf
+    w = Heatmap(x)
+    step = w.quantization_step
+    assert step == pytest.approx((np.nanmax(x[np.isfinite(x)]) - np.nanmin(x[np.isfinite(x)])) / 252)
+    finite = np.isfinite(x)
+    assert np.abs(w.array[finite] - x[finite]).max() <= step / 2 + 1e-6
+    assert np.isnan(w.array[0, 0]) and w.array[1, 1] == np.inf and w.array[2, 2] == -np.inf
+
+
+def test_stats_are_exact_and_text_plain_says_values_are_quantised():
+    x = np.linspace(-1.0, 3.0, 500 * 200).reshape(500, 200)
+    x[7, 7] = np.nan
+    w = Heatmap(x, title="acts", value_label="resid norm")
+    finite = x[np.isfinite(x)]
+    assert w.stats == {"min": -1.0, "max": 3.0, "mean": float(finite.mean()), "nan": 1, "posinf": 0,
+                       "neginf": 0}
+    step = w.quantization_step
+    assert step == pytest.approx(4.0 / 252)
+    lines = w.summary().splitlines()
+    assert lines[0] == "Heatmap 'acts': 500 x 200 resid norm, range -1..3"
+    assert lines[1] == (f"values sent quantised to uint8 (step {step:.3g}: shown values within "
+                        f"+/-{step / 2:.3g}); exact mean {finite.mean():.4g}")
+    assert lines[2].startswith("columns: 0, 1, 2")
+    const = Heatmap(np.full((300, 300), 2.5))
+    assert const.quantization_step == 0 and np.all(const.array == 2.5)
+    assert "quantised to uint8 (exact: every finite value is the same)" in const.summary()
+    assert "quantised to uint8 (no finite values)" in Heatmap(np.full((300, 300), np.nan)).summary()
+
+
+@pytest.mark.parametrize("kwargs, wire", [
+    ({}, "uint8"),
+    ({"colorscale": "diverging"}, "uint8"),  # colour range -m..m holds the data range
+    ({"vmin": -10.0, "vmax": 10.0}, "uint8"),  # wider than the data: still >= 252 levels inside
+    ({"vmin": 0.0, "vmax": 0.5}, "uint16"),  # 1/8 of the data range: uint8 would leave ~32 levels
+    ({"vmin": 0.0, "vmax": 1e-4}, "float32"),  # even uint16 would leave < 252 levels
+])
+def test_a_narrow_colour_range_keeps_its_colour_resolution(kwargs, wire):
+    x = np.linspace(-1.0, 3.0, 300 * 300).reshape(300, 300)
+    w = Heatmap(x, **kwargs)
+    assert w.values["dtype"] == wire
+    if wire != "float32":
+        lo = kwargs.get("vmin", -3.0 if kwargs.get("colorscale") == "diverging" else -1.0)
+        hi = kwargs.get("vmax", 3.0)
+        assert (hi - lo) / w.quantization_step >= 252  # levels inside the drawn colour range
+
+
+def test_1000_by_1000_offline_snapshot_is_under_2_mb_and_carries_the_scale():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(1000, 1000)).astype(np.float32)
+    w = Heatmap(x, title="big")
+    snapshot = _html(w)
+    assert snapshot is not None, "the 1M-cell map must keep its offline snapshot"
+    size = len(snapshot.encode("utf-8"))
+    assert size < 2_000_000, size  # 1 MB of codes is 1.33 MB as base64, plus the ESM
+    assert size < base.FALLBACK_MAX_BYTES
+    state = _state_in(snapshot)
+    assert state["values"]["dtype"] == "uint8" and state["values"]["scale"] == w.values["scale"]
+    assert state["stats"] == w.stats
+    np.testing.assert_array_equal(decode_array(state["values"]), w.array)  # what the page decodes

@@ -4,6 +4,20 @@
 >>> w = Heatmap(np.random.rand(3, 4), row_labels=["L0", "L1", "L2"], col_labels=list("abcd"))
 >>> w.shape
 (3, 4)
+
+Small maps travel as float32 (hover shows exact values). Above `QUANTIZE_ABOVE` cells the values
+are quantised to uint8 through the codec's ``scale`` (1 byte a cell, 4x less than float32; a
+1000 x 1000 map is 1 MB on the wire, 1.33 MB as base64 in the offline snapshot): hover values are
+then within half a step of the truth (the tooltip and text/plain say so) and the exact
+min / max / mean stay in `Heatmap.stats`. uint16 is used instead when ``vmin``/``vmax`` make the
+colour range narrower than the data, so the drawn range always gets at least 252 levels.
+
+>>> x = np.linspace(0, 1, 300 * 400).reshape(300, 400)
+>>> big = Heatmap(x)
+>>> big.values["dtype"], big.values["shape"], round(big.quantization_step, 6)
+('uint8', [300, 400], 0.003968)
+>>> bool(np.abs(big.array - x).max() <= big.quantization_step / 2 + 1e-7)  # + float32 rounding
+True
 """
 
 from __future__ import annotations
@@ -21,6 +35,9 @@ from .codec import decode_array, encode_array
 
 #: Colour scales the front end knows.
 COLORSCALES = ("viridis", "magma", "diverging")
+
+#: Above this many cells (after any pooling) the values are sent quantised (see the module doc).
+QUANTIZE_ABOVE = 65_536
 
 #: Largest array accepted before pooling in Python (cells). Above it the array is mean-pooled
 #: to at most MAX_SIDE x MAX_SIDE blocks and the pooling is stated in the title and summary.
@@ -52,19 +69,64 @@ def _block_labels(labels: list[str], factor: int) -> list[str]:
             for i, end in zip(range(0, len(labels), factor), ends, strict=True)]
 
 
+def _stats(values: np.ndarray) -> dict[str, Any]:
+    """Exact summary of the array as given: finite min / max / mean and the non-finite counts."""
+    finite = np.isfinite(values)
+    n = int(np.count_nonzero(finite))
+    if n == values.size:  # the usual case: no masks, no copies
+        return {"min": float(values.min()), "max": float(values.max()), "mean": float(values.mean()),
+                "nan": 0, "posinf": 0, "neginf": 0}
+    f = values[finite]
+    return {
+        "min": float(f.min()) if n else None,
+        "max": float(f.max()) if n else None,
+        "mean": float(f.mean()) if n else None,
+        "nan": int(np.count_nonzero(np.isnan(values))),
+        "posinf": int(np.count_nonzero(values == np.inf)),
+        "neginf": int(np.count_nonzero(values == -np.inf)),
+    }
+
+
+def _wire_dtype(n_cells: int, lo: float | None, hi: float | None, quantize: bool | None,
+                colorscale: str, vmin: float | None, vmax: float | None) -> str:
+    """float32, or a quantised uint8 / uint16 that keeps >= 252 levels inside the colour range.
+
+    ``lo``/``hi``: the finite range of the values to send (None when none is finite).
+    """
+    if quantize is False or (quantize is None and n_cells <= QUANTIZE_ABOVE):
+        return "float32"
+    if lo is None or hi is None:
+        return "uint8"
+    c_lo, c_hi = lo, hi
+    if colorscale == "diverging":  # as js/lib/colors.ts valueRange: symmetric about 0
+        m = max(abs(lo), abs(hi))
+        c_lo, c_hi = -m, m
+    c_lo = c_lo if vmin is None else vmin
+    c_hi = c_hi if vmax is None else vmax
+    data_span, colour_span = hi - lo, c_hi - c_lo
+    if data_span <= colour_span or colour_span <= 0:
+        return "uint8"
+    return "uint16" if data_span / colour_span * 252 <= 65_532 else "float32"
+
+
 class Heatmap(MechscopeWidget):
     """Canvas heatmap of a 2-D array with row/column labels (rendered as text, never HTML).
 
     Parameters: ``values`` (rows x cols, any real dtype; NaN/inf drawn in a distinct grey),
     ``row_labels``/``col_labels`` (strings), ``title``, ``colorscale`` ("viridis", "magma" or
-    "diverging", centred on 0), optional ``vmin``/``vmax``.
+    "diverging", centred on 0), optional ``vmin``/``vmax``, ``quantize`` (None: quantise above
+    `QUANTIZE_ABOVE` cells; True / False to force it either way).
+
+    Maps with more cells than canvas pixels are drawn mean-pooled and can be zoomed: drag a
+    rectangle, or focus the map and use + / - (or the wheel), arrows, Shift+arrows to pan and 0
+    to reset; the view is re-pooled at every zoom until each cell has its own pixels.
     """
 
     _bundle = "heatmap"
     _array_traits = ("values",)
 
     values = t.Dict().tag(sync=True)
-    """Encoded float32 array {dtype, shape, data} (see `codec`)."""
+    """Encoded array {dtype, shape, data[, scale]}: float32, or quantised uint8/uint16 (see `codec`)."""
     row_labels = t.List(t.Unicode()).tag(sync=True)
     """One label per row (e.g. layer names)."""
     col_labels = t.List(t.Unicode()).tag(sync=True)
@@ -83,11 +145,14 @@ class Heatmap(MechscopeWidget):
     """Rows and columns averaged into each sent cell (1, 1 when nothing was pooled)."""
     hovered = t.List(t.Int(), default_value=[]).tag(sync=True)
     """[row, col] under the pointer, set by the front end (empty when none)."""
+    stats = t.Dict().tag(sync=True)
+    """Exact statistics of the array as given: min, max, mean (finite cells), nan, posinf, neginf."""
 
     def __init__(self, values: Any, row_labels: Sequence[str] | None = None,
                  col_labels: Sequence[str] | None = None, *, title: str = "",
                  value_label: str = "value", colorscale: str = "viridis",
-                 vmin: float | None = None, vmax: float | None = None) -> None:
+                 vmin: float | None = None, vmax: float | None = None,
+                 quantize: bool | None = None) -> None:
         arr = np.asarray(values)
         if arr.ndim != 2:
             raise InputError(f"Heatmap needs a 2-D array (rows x cols), got shape {arr.shape}.")
@@ -105,15 +170,23 @@ class Heatmap(MechscopeWidget):
                 f"labels do not match the array: {rows}x{cols} values, {len(rl)} row labels, "
                 f"{len(cl)} column labels."
             )
-        pooled, (fr, fc) = _pool_mean(arr.astype(np.float64), MAX_SIDE)
+        if quantize not in (None, True, False):
+            raise InputError(f"quantize must be None (automatic), True or False, got {quantize!r}.")
+        source = arr.astype(np.float64, copy=False)  # read only, never written
+        stats = _stats(source)
+        pooled, (fr, fc) = _pool_mean(source, MAX_SIDE)
+        lo, hi = stats["min"], stats["max"]
         if (fr, fc) != (1, 1):
             rl, cl = _block_labels(rl, fr), _block_labels(cl, fc)
             title = f"{title} (mean-pooled {fr}x{fc} from {rows}x{cols})".strip()
+            finite = pooled[np.isfinite(pooled)]
+            lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (None, None)
         self._source_shape = (rows, cols)
+        wire = _wire_dtype(pooled.size, lo, hi, quantize, colorscale, vmin, vmax)
         super().__init__(
-            values=encode_array(pooled, "float32"), row_labels=rl, col_labels=cl, title=title,
-            value_label=value_label, colorscale=colorscale, vmin=vmin, vmax=vmax,
-            pooled=[fr, fc],
+            values=encode_array(pooled, wire, quantize=wire != "float32"), row_labels=rl,
+            col_labels=cl, title=title, value_label=value_label, colorscale=colorscale,
+            vmin=vmin, vmax=vmax, pooled=[fr, fc], stats=stats,
         )
 
     @property
@@ -123,16 +196,33 @@ class Heatmap(MechscopeWidget):
 
     @property
     def array(self) -> np.ndarray:
-        """The array as sent to the front end (float32, pooled if it was too large)."""
+        """The array as the front end decodes it (float32; pooled if it was too large, and
+        dequantised, so within `quantization_step` / 2 of the truth, if it was quantised)."""
         return decode_array(self.values)
 
+    @property
+    def quantization_step(self) -> float | None:
+        """The quantisation step of the sent values, or None when they are sent as float32."""
+        scale = self.values.get("scale")
+        return float(scale["step"]) if scale else None
+
     def summary(self) -> str:
-        arr = self.array
-        finite = arr[np.isfinite(arr)]
-        rng = f"{finite.min():.4g}..{finite.max():.4g}" if finite.size else "no finite values"
+        st = self.stats
+        rng = f"{st['min']:.4g}..{st['max']:.4g}" if st.get("min") is not None else "no finite values"
         rows, cols = self._source_shape
+        shape = self.values["shape"]
         head = f"Heatmap {self.title!r}: {rows} x {cols} {self.value_label}, range {rng}"
         if self.pooled != [1, 1]:
-            head += f", mean-pooled {self.pooled[0]}x{self.pooled[1]} to {arr.shape[0]} x {arr.shape[1]}"
+            head += f", mean-pooled {self.pooled[0]}x{self.pooled[1]} to {shape[0]} x {shape[1]}"
+        step = self.quantization_step
+        if step is not None:
+            head += f"\nvalues sent quantised to {self.values['dtype']}"
+            if st.get("mean") is None:
+                head += " (no finite values)"
+            elif step == 0:
+                head += " (exact: every finite value is the same)"
+            else:
+                head += (f" (step {step:.3g}: shown values within +/-{step / 2:.3g}); "
+                         f"exact mean {st['mean']:.4g}")
         labels = ", ".join(self.col_labels[:12]) + (" ..." if len(self.col_labels) > 12 else "")
         return f"{head}\ncolumns: {labels}"
