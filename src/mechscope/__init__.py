@@ -9,6 +9,7 @@ Data flows one way: models -> interventions -> analysis -> widgets.
 True
 """
 
+from . import dynamics
 from .analysis.activations import ActivationsResult, activations
 from .analysis.logit_lens import LogitLensResult, logit_lens
 from .analysis.selectivity import SelectivityResult, selectivity
@@ -57,6 +58,7 @@ __all__ = [
     "Target",
     "UnsupportedArchitectureError",
     "ablate",
+    "dynamics",
     "activations",
     "export_html",
     "generate",

@@ -1,0 +1,84 @@
+"""Training dynamics: train small models with checkpoints, measure them, find when things emerge.
+
+Data flows: `train` (runs of checkpoints on disk) -> `measure` (a `DynamicsResult` of head
+scores, neuron selectivity and behaviour per run and checkpoint) -> `emergence` (when each
+metric changes, per seed, and how structure and behaviour correlate) -> ``.show()`` (the
+`Dynamics` widget). `measure` takes any list of checkpoints, not only ours: local
+directories, `Model` objects, or Hugging Face revisions (`hub_checkpoints`).
+
+>>> import tempfile
+>>> from mechscope import dynamics
+>>> runs = dynamics.train(dynamics.InductionTask(vocab_size=16, seq_len=12, min_span=3, max_span=5),
+...                       seeds=(0,), n_layers=1, d_model=16, n_heads=2, steps=4,
+...                       n_checkpoints=3, out_dir=tempfile.mkdtemp(), progress=False)
+>>> model = dynamics.load_checkpoint(dynamics.list_checkpoints(runs.run_dirs[0])[-1].path)
+>>> model.info["step"], model.n_layers
+(4, 1)
+"""
+
+from .checkpoints import (
+    Checkpoint,
+    hub_checkpoints,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+    save_run,
+)
+from .emergence import (
+    EmergenceResult,
+    correlation,
+    crossing,
+    emergence,
+    emergence_step,
+    transition_window,
+)
+from .measure import DynamicsResult, measure
+from .metrics import (
+    BEHAVIOUR,
+    CheckpointMetrics,
+    RepeatProbe,
+    attention_and_losses,
+    behaviour_from_losses,
+    checkpoint_metrics,
+    induction_score,
+    induction_targets,
+    neuron_selectivity,
+    prev_token_score,
+    repeat_probe,
+)
+from .tasks import InductionTask, task_tokenizer
+from .train import TrainingRuns, build_model, log_schedule, train
+
+__all__ = [
+    "BEHAVIOUR",
+    "Checkpoint",
+    "CheckpointMetrics",
+    "DynamicsResult",
+    "EmergenceResult",
+    "InductionTask",
+    "RepeatProbe",
+    "TrainingRuns",
+    "attention_and_losses",
+    "behaviour_from_losses",
+    "build_model",
+    "checkpoint_metrics",
+    "correlation",
+    "crossing",
+    "emergence",
+    "emergence_step",
+    "hub_checkpoints",
+    "induction_score",
+    "induction_targets",
+    "list_checkpoints",
+    "load_checkpoint",
+    "log_schedule",
+    "measure",
+    "neuron_selectivity",
+    "prev_token_score",
+    "repeat_probe",
+    "save_checkpoint",
+    "save_run",
+    "task_tokenizer",
+    "train",
+    "transition_window",
+]
