@@ -347,6 +347,8 @@ function render({ model, el }: { model: LensModel; el: HTMLElement }): () => voi
     const rootRect = root.getBoundingClientRect();
     showTip(keyCell[0], keyCell[1], cr.left - rootRect.left + x0 + cellW / 2, cr.top - rootRect.top + (L - 1 - keyCell[0]) * cellH + cellH / 2);
   });
+  // keys on the select are its own (arrows, type-ahead), not JupyterLab's command-mode shortcuts
+  select.addEventListener("keydown", (ev) => { if (!ev.ctrlKey && !ev.metaKey && !ev.altKey) ev.stopPropagation(); });
   select.addEventListener("change", () => {
     model.set("color_mode", select.value as Mode);
     model.save_changes(); // the change:color_mode listener redraws

@@ -512,6 +512,8 @@ function render({ model, el }: { model: PatchingModel; el: HTMLElement }): () =>
     const rootRect = root.getBoundingClientRect();
     showTip(keyCell[0], keyCell[1], cr.left - rootRect.left + x0 + cellW / 2, cr.top - rootRect.top + keyCell[0] * cellH + cellH / 2);
   });
+  // JupyterLab command-mode shortcuts would take the arrow keys before the select sees them.
+  select.addEventListener("keydown", (ev) => { if (!ev.ctrlKey && !ev.metaKey && !ev.altKey) ev.stopPropagation(); });
   select.addEventListener("change", () => {
     model.set("normalized", select.value === "normalized");
     model.save_changes(); // the change:normalized listener redraws
