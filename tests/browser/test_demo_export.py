@@ -148,6 +148,6 @@ def test_hostile_prompt_stays_text(demo: Demo):
     last = page.query_selector_all("[data-mechscope-widget]")[-1]
     labels = last.eval_on_selector_all(".ms-collabels > div", "ds => ds.map(d => d.textContent)")
     assert HOSTILE in "".join(labels), labels
-    assert last.evaluate("el => el.querySelectorAll('*:not(div):not(canvas):not(pre):not(span)')"
+    assert last.evaluate("el => el.querySelectorAll('*:not(div):not(canvas):not(pre):not(span):not(button)')"
                          ".length") == 0
     assert HOSTILE in page.evaluate("document.body.textContent")
