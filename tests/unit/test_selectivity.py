@@ -90,3 +90,41 @@ def test_index_measures_from_the_floor():
     assert index[0] < 0.15  # (0.29 - 0.235) / (0.29 + 0.235) = 0.105
     index, preferred = selectivity_index(np.array([[1.0], [-0.28], [-0.28]]), floor=np.array([-0.28]))
     assert index[0] == pytest.approx(1.0) and preferred[0] == 0
+
+
+@pytest.mark.parametrize("method", ["zero", "mean"])
+def test_ablation_effect_equals_ablating_each_neuron(tiny_llama, method):
+    from mechscope.metrics import logit_diff
+
+    examples = labelled_texts(n_per_class=2)
+    prompts = ["The cat sat on the", "She counted to"]
+    metric = logit_diff(" the", " of")
+    before = model_fingerprint(tiny_llama)
+    sel = mechscope.selectivity(tiny_llama, examples, layer=1, effect_metric=metric,
+                                effect_prompts=prompts, effect_top=3, effect_method=method)
+    assert model_fingerprint(tiny_llama) == before
+    done = np.flatnonzero(~np.isnan(sel.ablation_effect))
+    assert sorted(done) == sorted(sel.ranked(3))  # the three most selective, nothing else
+    texts = [t for items in examples.values() for t in items]
+    for n in done:
+        ref = np.mean([
+            mechscope.ablate(tiny_llama, p, mechscope.neurons(1, [int(n)]), method=method,
+                             reference=None if method == "zero" else texts, metric=metric).metric_change
+            for p in prompts
+        ])
+        assert sel.ablation_effect[n] == pytest.approx(ref, abs=1e-5)
+    assert sel.ablation_metric == f"logit_diff(' the', ' of') after {method} ablation"
+    assert "ablation_effect" in sel.to_pandas().columns
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"effect_top": 0}, "effect_top must be a positive int"),
+    ({"effect_method": "mean_ish"}, "effect_method must be"),
+    ({"site": "resid"}, "use site='mlp'"),
+])
+def test_ablation_effect_bad_inputs(tiny_llama, kwargs, message):
+    from mechscope.metrics import kl_to_clean
+
+    with pytest.raises(InputError, match=message):
+        mechscope.selectivity(tiny_llama, labelled_texts(n_per_class=2), layer=1,
+                              effect_metric=kl_to_clean(), **kwargs)

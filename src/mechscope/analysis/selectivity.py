@@ -20,12 +20,24 @@ of them is +0.01.) ``class_means`` keeps the raw, unshifted means.
 True
 >>> bool(((sel.index >= 0) & (sel.index <= 1)).all())
 True
+
+Is a selective neuron needed? ``effect_metric=`` ablates each of the ``effect_top`` most
+selective neurons (one at a time, through `mechscope.ablate`) on ``effect_prompts`` and stores
+the mean metric change (ablated - clean) per neuron in ``ablation_effect`` (NaN for neurons
+not ablated), so the widget can plot selectivity against causal importance:
+
+>>> from mechscope.metrics import kl_to_clean
+>>> sel = mechscope.selectivity(model, labelled_texts(n_per_class=2), layer=1,
+...                             effect_metric=kl_to_clean(), effect_top=3)
+>>> int((~np.isnan(sel.ablation_effect)).sum()), sel.ablation_metric
+(3, 'kl_to_clean() after zero ablation')
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -121,10 +133,30 @@ def selectivity_index(class_means: np.ndarray, floor: np.ndarray | float = 0.0
 
 
 def selectivity(model: Model, examples: Mapping[str, Sequence[str]], layer: int, *,
-                site: str = "mlp", batch_size: int = 16) -> SelectivityResult:
-    """Class selectivity of every unit at ``layer`` (site "mlp": MLP neurons; "resid": dimensions)."""
+                site: str = "mlp", batch_size: int = 16, effect_metric: Any = None,
+                effect_prompts: Sequence[str] | None = None, effect_top: int = 20,
+                effect_method: str = "zero", effect_reference: Sequence[str] | None = None,
+                ) -> SelectivityResult:
+    """Class selectivity of every unit at ``layer`` (site "mlp": MLP neurons; "resid": dimensions).
+
+    With ``effect_metric`` (a `mechscope.metrics` metric, e.g. ``kl_to_clean()``), the
+    ``effect_top`` most selective neurons are each ablated (``effect_method``: "zero", "mean"
+    or "resample"; the last two draw from ``effect_reference``, default: all example texts) on
+    ``effect_prompts`` (default: every example text) and the mean metric change is stored in
+    ``ablation_effect``. Only MLP neurons can be ablated this way (site "mlp").
+    """
     if site not in _SITES:
         raise InputError(f"site must be one of {sorted(_SITES)}, got {site!r}.")
+    if effect_metric is not None:
+        if _SITES[site] != "neurons":
+            raise InputError("effect_metric ablates MLP neurons: use site='mlp'.")
+        if isinstance(effect_top, bool) or not isinstance(effect_top, int | np.integer) or effect_top < 1:
+            raise InputError(f"effect_top must be a positive int, got {effect_top!r}.")
+        if effect_method not in ("zero", "mean", "resample"):
+            raise InputError(f"effect_method must be 'zero', 'mean' or 'resample', got {effect_method!r}.")
+        from ..interventions.metrics import as_metric
+
+        effect_metric = as_metric(effect_metric, model)  # a bad token fails here, before any run
     if not isinstance(examples, Mapping) or len(examples) < 2:
         raise InputError("examples must map at least two class labels to lists of texts.")
     layer = model.check_layer(layer)
@@ -165,8 +197,36 @@ def selectivity(model: Model, examples: Mapping[str, Sequence[str]], layer: int,
     class_means = (sums / counts[:, None]).astype(np.float32)
     floor = np.min([acts.min(axis=0) for acts in token_acts], axis=0).astype(np.float32)
     index, preferred = selectivity_index(class_means, floor)
+    effect, effect_name = None, None
+    if effect_metric is not None:
+        prompts = list(effect_prompts) if effect_prompts is not None else texts
+        for text in prompts:
+            model.to_tokens(text)
+        reference = None if effect_method == "zero" else list(effect_reference or texts)
+        effect = _ablation_effects(model, layer, np.argsort(-index, kind="stable")[:effect_top],
+                                   width, prompts, effect_metric, effect_method, reference)
+        effect_name = f"{effect_metric.name} after {effect_method} ablation"
     return SelectivityResult(
         classes=classes, class_means=class_means, index=index, preferred=preferred,
         texts=texts, text_labels=labels, text_tokens=text_tokens, token_acts=token_acts,
         layer=layer, site=site, model_name=model.name, floor=floor,
+        ablation_effect=effect, ablation_metric=effect_name,
     )
+
+
+def _ablation_effects(model: Model, layer: int, neurons_: np.ndarray, width: int,
+                      prompts: list[str], metric: Any, method: str,
+                      reference: list[str] | None) -> np.ndarray:
+    """Mean (ablated - clean) metric over ``prompts`` for each neuron, one at a time; NaN elsewhere."""
+    from tqdm.auto import tqdm
+
+    from ..interventions.ablation import Ablated, ablate, neurons
+
+    effect = np.full(width, np.nan, dtype=np.float32)
+    for n in tqdm(neurons_.tolist(), desc=f"ablating L{layer} neurons", leave=False):
+        view = ablate(model, None, neurons(layer, [n]), method=method, reference=reference,
+                      metric=metric)
+        assert isinstance(view, Ablated)  # no prompt: the reusable ablated view
+        changes = [view.result(text).metric_change for text in prompts]
+        effect[n] = float(np.mean([c for c in changes if c is not None]))
+    return effect
