@@ -71,12 +71,19 @@ test-slow: setup
 demo: setup
 	$(PY) -m mechscope.publish notebooks/01_tour.ipynb build/tour.html
 
-## export an executed notebook (outputs as saved, nothing re-run): make html NB=path.ipynb [OUT=x.html]
+## make html NB=path.ipynb [OUT=x.html]: export ONE executed notebook (outputs as saved, nothing re-run)
+## make html (no NB): the same as make site
 NB ?=
 OUT ?= build/$(basename $(notdir $(NB))).html
-html: install js
-	@test -n "$(NB)" || { echo "usage: make html NB=path/to/executed.ipynb [OUT=build/name.html]"; exit 2; }
-	$(PY) -m mechscope.publish --no-execute "$(NB)" "$(OUT)"
+html: install js $(if $(strip $(NB)),,site)
+	$(if $(strip $(NB)),$(PY) -m mechscope.publish --no-execute "$(NB)" "$(OUT)",@true)
+
+## execute every notebook (they are stored without outputs) into build/site/: one offline page
+## each + index.html; open build/site/index.html from disk, no server or network needed
+SITE ?= build/site
+.PHONY: site
+site: setup
+	$(PY) -m mechscope.publish --site "$(SITE)" notebooks/*.ipynb
 
 lint: install js
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -4,6 +4,10 @@ The kernel is the venv's ``python3`` started in the notebook's folder; it inheri
 settings of tests/conftest.py (HF_HUB_OFFLINE, OMP_WAIT_POLICY). The first ``mechscope.load()``
 of a machine converts the GGUF cache (~20 s), later ones take ~2 s. A failing cell is reported
 with its index, source and traceback; each widget output must carry its offline snapshot.
+
+Key results are asserted by the notebooks themselves: each tutorial ends with a "Checks" cell of
+plain asserts about the numbers its prose states, so a claim that stops holding fails here as
+that cell's error. (``--durations`` shows each notebook's run time.)
 """
 
 from __future__ import annotations

@@ -94,3 +94,57 @@ def test_export_html_of_an_executed_notebook(tmp_path):
     assert [w.kind for w in report.widgets] == ["heatmap"] and report.widgets[0].snapshot
     assert "saved heatmap" in report.widgets[0].summary
     assert report.remote_refs == ()
+
+
+# ---- publish_site: several notebooks and an index page ------------------------------------------
+def saved(path, title, text):
+    """A notebook with a '# title' heading and one code cell, its output saved."""
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell(f"print({text.strip()!r})")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text)]
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {title}\n\nintro"), cell]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def test_site_writes_pages_index_and_back_links(tmp_path, capsys):
+    from mechscope.publish import main as cli
+
+    saved(tmp_path / "b_second.ipynb", "Second <b>one</b>", "out two\n")
+    saved(tmp_path / "a first.ipynb", "First", "out one\n")
+    assert cli(["--no-execute", "--site", str(tmp_path / "site"), str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"wrote {tmp_path / 'site' / 'index.html'} and 2 page(s)")
+    assert "a first.html: First (0 widget(s)" in lines[1]
+    index = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
+    # folder order (sorted), relative and quoted links, titles escaped, no script
+    assert index.index('href="a%20first.html"') < index.index('href="b_second.html"')
+    assert "Second &lt;b&gt;one&lt;/b&gt;" in index and "<b>one" not in index
+    assert "<script" not in index and "//" not in index.replace("<!doctype", "")
+    page = (tmp_path / "site" / "a first.html").read_text(encoding="utf-8")
+    assert "out one" in page and '<a href="index.html">' in page
+    assert "<title>First</title>" in page
+
+
+def test_site_errors_name_the_notebook(tmp_path):
+    from mechscope.publish import publish_site
+
+    with pytest.raises(MechscopeError, match="no notebooks to publish"):
+        publish_site(tmp_path, tmp_path / "site", execute=False)
+    (tmp_path / "x").mkdir()
+    saved(tmp_path / "t.ipynb", "T", "1\n")
+    saved(tmp_path / "x" / "t.ipynb", "T", "1\n")
+    with pytest.raises(MechscopeError, match=r"would both be written to t\.html"):
+        publish_site([tmp_path / "t.ipynb", tmp_path / "x" / "t.ipynb"], tmp_path / "s",
+                     execute=False)
+    bad = notebook(tmp_path / "bad.ipynb", "1 / 0")
+    with pytest.raises(MechscopeError, match=r"bad\.ipynb: cell 1 failed with ZeroDivisionError"):
+        publish_site([tmp_path / "t.ipynb", bad], tmp_path / "s2", progress=False)
+    assert not (tmp_path / "s2" / "index.html").exists()  # no index for a half-built site
+
+
+def test_cli_needs_two_paths_without_site(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "a.ipynb")])
+    assert "give NOTEBOOK and OUTPUT.html" in capsys.readouterr().err
