@@ -47,6 +47,34 @@ class OfflinePage:
         return path
 
 
+def open_offline(context: Any, path: Path, page: str,
+                 ready: str = ".mechscope-snapshot[data-ready='1'] canvas",
+                 viewport: dict[str, int] | None = None) -> OfflinePage:
+    """Write ``page`` to ``path`` and open it from file:// in ``context`` (a Playwright browser
+    context): every request that is not file:, blob: or data: is aborted and recorded, dialogs
+    and page errors are recorded; returns once ``ready`` matches."""
+    path.write_text(page, encoding="utf-8")
+    result = OfflinePage(context.new_page())
+    if viewport is not None:
+        result.page.set_viewport_size(viewport)
+
+    def route(r: Any) -> None:
+        if r.request.url.startswith(LOCAL_SCHEMES):
+            r.continue_()
+        else:
+            result.blocked.append(r.request.url)
+            r.abort()
+
+    result.page.route("**/*", route)
+    result.page.on("request", lambda req: None if req.url.startswith(LOCAL_SCHEMES)
+                   else result.blocked.append(req.url))
+    result.page.on("dialog", lambda d: (result.dialogs.append(d.message), d.dismiss()))
+    result.page.on("pageerror", lambda e: result.errors.append(str(e)))
+    result.page.goto(path.as_uri())
+    result.page.wait_for_selector(ready, timeout=10_000)
+    return result
+
+
 @contextlib.contextmanager
 def offline_browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
@@ -63,25 +91,7 @@ def offline_browser() -> Iterator[Any]:
                 snapshot = widget.offline_html()
                 assert snapshot is not None, "widget produced no offline snapshot"
                 path = Path(tmp) / f"{name}{'-dark' if dark else ''}.html"
-                path.write_text(page_html(snapshot, dark), encoding="utf-8")
-                page = context.new_page()
-                result = OfflinePage(page)
-
-                def route(r: Any) -> None:
-                    if r.request.url.startswith(LOCAL_SCHEMES):
-                        r.continue_()
-                    else:
-                        result.blocked.append(r.request.url)
-                        r.abort()
-
-                page.route("**/*", route)
-                page.on("request", lambda req: None if req.url.startswith(LOCAL_SCHEMES)
-                        else result.blocked.append(req.url))
-                page.on("dialog", lambda d: (result.dialogs.append(d.message), d.dismiss()))
-                page.on("pageerror", lambda e: result.errors.append(str(e)))
-                page.goto(path.as_uri())
-                page.wait_for_selector(".mechscope-snapshot[data-ready='1'] canvas", timeout=10_000)
-                return result
+                return open_offline(context, path, page_html(snapshot, dark))
 
             yield open_page
         finally:

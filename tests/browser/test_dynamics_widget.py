@@ -32,7 +32,7 @@ from mechscope import dynamics
 from mechscope.dynamics import DynamicsResult
 from mechscope.widgets.dynamics import Dynamics
 from tests.browser.lab import SCREENSHOTS, Lab
-from tests.browser.offline_page import LOCAL_SCHEMES, OfflinePage, page_html
+from tests.browser.offline_page import OfflinePage, open_offline, page_html
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 
@@ -90,28 +90,10 @@ def open_page(chromium, tmp_path_factory):
     def opener(widget, name: str, dark: bool = False) -> OfflinePage:
         snapshot = widget.offline_html()
         assert snapshot is not None, "widget produced no offline snapshot"
-        path = folder / f"{name}{'-dark' if dark else ''}.html"
-        path.write_text(page_html(snapshot, dark), encoding="utf-8")
-        page = chromium.new_page()
-        page.set_viewport_size({"width": 1200, "height": 800})
-        pages.append(page)
-        result = OfflinePage(page)
-
-        def route(r) -> None:
-            if r.request.url.startswith(LOCAL_SCHEMES):
-                r.continue_()
-            else:
-                result.blocked.append(r.request.url)
-                r.abort()
-
-        page.route("**/*", route)
-        page.on("request", lambda req: None if req.url.startswith(LOCAL_SCHEMES)
-                else result.blocked.append(req.url))
-        page.on("dialog", lambda d: (result.dialogs.append(d.message), d.dismiss()))
-        page.on("pageerror", lambda e: result.errors.append(str(e)))
-        page.goto(path.as_uri())
-        page.wait_for_selector(".mechscope-snapshot[data-ready='1'] canvas", timeout=10_000)
-        return result
+        page = open_offline(chromium, folder / f"{name}{'-dark' if dark else ''}.html",
+                            page_html(snapshot, dark), viewport={"width": 1200, "height": 800})
+        pages.append(page.page)
+        return page
 
     yield opener
     for page in pages:

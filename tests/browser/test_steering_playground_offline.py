@@ -27,7 +27,7 @@ import mechscope
 from mechscope.interventions.steering import Generation, SteeringSweep, steering_playground
 from mechscope.widgets._base import _script_json, bundle_path
 from mechscope.widgets.steering_playground import SteeringPlayground
-from tests.browser.offline_page import ARGS, CHROMIUM, LOCAL_SCHEMES, OfflinePage, page_html
+from tests.browser.offline_page import ARGS, CHROMIUM, OfflinePage, open_offline, page_html
 
 pytestmark = pytest.mark.browser
 
@@ -59,25 +59,8 @@ def _open(browser, body: str, name: str, dark: bool) -> OfflinePage:
     """offline_page's recipe (file://, every other request aborted and recorded); it waits for
     the playground instead of a canvas."""
     context, tmp = browser
-    path = tmp / f"{name}{'-dark' if dark else ''}.html"
-    path.write_text(page_html(body, dark), encoding="utf-8")
-    page = context.new_page()
-    result = OfflinePage(page)
-
-    def route(r: Any) -> None:
-        if r.request.url.startswith(LOCAL_SCHEMES):
-            r.continue_()
-        else:
-            result.blocked.append(r.request.url)
-            r.abort()
-
-    page.route("**/*", route)
-    page.on("request", lambda req: None if req.url.startswith(LOCAL_SCHEMES) else result.blocked.append(req.url))
-    page.on("dialog", lambda d: (result.dialogs.append(d.message), d.dismiss()))
-    page.on("pageerror", lambda e: result.errors.append(str(e)))
-    page.goto(path.as_uri())
-    page.wait_for_selector(f"[data-ready='1'] {ROOT}[data-state]", timeout=10_000)
-    return result
+    return open_offline(context, tmp / f"{name}{'-dark' if dark else ''}.html", page_html(body, dark),
+                        ready=f"[data-ready='1'] {ROOT}[data-state]")
 
 
 def open_snapshot(browser, widget: SteeringPlayground, name: str, dark: bool = False) -> OfflinePage:
