@@ -11,6 +11,30 @@ export function h<K extends keyof HTMLElementTagNameMap>(
   return node;
 }
 
+/**
+ * A labelled <select> of [value, text] options. Its keys (arrows, type-ahead) stay its own:
+ * JupyterLab's command-mode shortcuts would otherwise take the arrow keys first. Shortcuts with
+ * Ctrl/Meta/Alt (save, ...) still reach Lab.
+ */
+export function choiceSelect(
+  ariaLabel: string,
+  options: ReadonlyArray<readonly [string, string]>,
+): { select: HTMLSelectElement; options: Record<string, HTMLOptionElement> } {
+  const select = h("select");
+  select.setAttribute("aria-label", ariaLabel);
+  const byValue: Record<string, HTMLOptionElement> = {};
+  for (const [value, text] of options) {
+    const opt = h("option", undefined, text);
+    opt.value = value;
+    byValue[value] = opt;
+    select.append(opt);
+  }
+  select.addEventListener("keydown", (ev) => {
+    if (!ev.ctrlKey && !ev.metaKey && !ev.altKey) ev.stopPropagation();
+  });
+  return { select, options: byValue };
+}
+
 const STYLE_ID = "mechscope-style-v1";
 
 /** Shared CSS, added once per document; follows JupyterLab's light/dark theme variables. */

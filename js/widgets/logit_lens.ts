@@ -3,7 +3,7 @@
 // Python side: src/mechscope/widgets/logit_lens.py.
 import { decode, type EncodedArray } from "../lib/codec";
 import { colorTable, INVALID_RGB } from "../lib/colors";
-import { ensureStyle, h } from "../lib/dom";
+import { choiceSelect, ensureStyle, h } from "../lib/dom";
 
 type Mode = "top1" | "target_prob" | "target_rank";
 
@@ -86,15 +86,11 @@ function render({ model, el }: { model: LensModel; el: HTMLElement }): () => voi
   const head = h("div", "ms-lens-head");
   const title = h("div", "ms-title");
   const label = h("label", undefined, "colour by ");
-  const select = h("select");
-  select.setAttribute("aria-label", "colour cells by");
-  const optTop = h("option", undefined, "top-1 probability");
-  optTop.value = "top1";
-  const optProb = h("option", undefined, "target probability");
-  optProb.value = "target_prob";
-  const optRank = h("option", undefined, "target rank (log)");
-  optRank.value = "target_rank";
-  select.append(optTop, optProb, optRank);
+  const { select, options } = choiceSelect("colour cells by", [
+    ["top1", "top-1 probability"], ["target_prob", "target probability"], ["target_rank", "target rank (log)"],
+  ]);
+  const optProb = options.target_prob;
+  const optRank = options.target_rank;
   label.append(select);
   const targetInfo = h("span", "ms-note");
   head.append(title, label, targetInfo);
@@ -347,8 +343,6 @@ function render({ model, el }: { model: LensModel; el: HTMLElement }): () => voi
     const rootRect = root.getBoundingClientRect();
     showTip(keyCell[0], keyCell[1], cr.left - rootRect.left + x0 + cellW / 2, cr.top - rootRect.top + (L - 1 - keyCell[0]) * cellH + cellH / 2);
   });
-  // keys on the select are its own (arrows, type-ahead), not JupyterLab's command-mode shortcuts
-  select.addEventListener("keydown", (ev) => { if (!ev.ctrlKey && !ev.metaKey && !ev.altKey) ev.stopPropagation(); });
   select.addEventListener("change", () => {
     model.set("color_mode", select.value as Mode);
     model.save_changes(); // the change:color_mode listener redraws

@@ -4,7 +4,7 @@
 // after, drawn beside the map as text. Python side: src/mechscope/widgets/patching_map.py.
 import { decode, type EncodedArray } from "../lib/codec";
 import { colorIndex, colorTable, formatValue, INVALID_RGB, valueRange } from "../lib/colors";
-import { ensureStyle, h } from "../lib/dom";
+import { choiceSelect, ensureStyle, h } from "../lib/dom";
 
 interface Top {
   tokens: string[];
@@ -140,13 +140,10 @@ function render({ model, el }: { model: PatchingModel; el: HTMLElement }): () =>
   const head = h("div", "ms-pmap-head");
   const title = h("div", "ms-title");
   const label = h("label", undefined, "cells: ");
-  const select = h("select");
-  select.setAttribute("aria-label", "cell values");
-  const optNorm = h("option", undefined, "normalised (0 = corrupt, 1 = clean)");
-  optNorm.value = "normalized";
-  const optRaw = h("option", undefined, "raw (metric − corrupt)");
-  optRaw.value = "raw";
-  select.append(optNorm, optRaw);
+  const { select, options } = choiceSelect("cell values", [
+    ["normalized", "normalised (0 = corrupt, 1 = clean)"], ["raw", "raw (metric − corrupt)"],
+  ]);
+  const optNorm = options.normalized;
   label.append(select);
   head.append(title, label);
   const prompts = h("div", "ms-pmap-prompts");
@@ -512,8 +509,6 @@ function render({ model, el }: { model: PatchingModel; el: HTMLElement }): () =>
     const rootRect = root.getBoundingClientRect();
     showTip(keyCell[0], keyCell[1], cr.left - rootRect.left + x0 + cellW / 2, cr.top - rootRect.top + keyCell[0] * cellH + cellH / 2);
   });
-  // JupyterLab command-mode shortcuts would take the arrow keys before the select sees them.
-  select.addEventListener("keydown", (ev) => { if (!ev.ctrlKey && !ev.metaKey && !ev.altKey) ev.stopPropagation(); });
   select.addEventListener("change", () => {
     model.set("normalized", select.value === "normalized");
     model.save_changes(); // the change:normalized listener redraws
