@@ -17,8 +17,12 @@ def trace_kwargs(model: Any) -> dict[str, Any]:
     """
     if not model.remote:
         return {}
+    from .remote import register_by_value, remote_backend
+
     if model.remote == "local":
+        # as for NDIF (which has no mechscope): mechscope's own functions travel by value, so
+        # this offline path serialises exactly what a real request carries
+        register_by_value()
         return {"remote": "local"}
-    from .remote import remote_backend
 
     return {"backend": remote_backend(model)}

@@ -113,6 +113,17 @@ def preflight(host: str, timeout: float, secret: str | None = None) -> None:
         )
 
 
+def register_by_value() -> None:
+    """Ship mechscope's own code with every remote request (idempotent).
+
+    cloudpickle pickles functions of an installed package by reference; NDIF's server has
+    no mechscope, so mechscope is registered for pickling by value (``nnsight.register``).
+    """
+    from nnsight.ndif import register
+
+    register("mechscope")
+
+
 def _backend_class() -> type:
     from nnsight.intervention.backends.remote import RemoteBackend
 
@@ -127,6 +138,13 @@ def _backend_class() -> type:
 
         def __repr__(self) -> str:  # never show the key
             return f"DeadlineRemoteBackend(host={self.host!r}, deadline={self.deadline})"
+
+        def _serialize(self, tracer: Any) -> bytes:
+            # NDIF does not have mechscope installed: the functions a trace calls (adapters,
+            # metrics) must travel by value, else the server fails with "No module named
+            # 'mechscope'" (nnsight ships only modules it finds uninstalled).
+            register_by_value()
+            return bytes(super()._serialize(tracer))
 
         def _left(self, end: float) -> float:
             left = end - time.monotonic()
@@ -218,13 +236,85 @@ def remote_backend(model: Any) -> Any:
                             deadline)
 
 
-def load_remote(hub_id: str, *, revision: str | None, remote: bool | str, deadline: float) -> Any:
-    """Build a `Model` whose weights stay on NDIF: meta-device module, real config and tokenizer."""
+def _hub_offline() -> bool:
+    """Whether huggingface_hub runs offline (it reads ``HF_HUB_OFFLINE`` once, at import)."""
+    import huggingface_hub.constants
+
+    return bool(huggingface_hub.constants.HF_HUB_OFFLINE)
+
+
+def _model_key(nn_model: Any, hub_id: str) -> str:
+    """nnsight's model key; offline, the hub id as spelled (the Hub cannot canonicalise it)."""
+    try:
+        return str(nn_model.to_model_key())  # asks the Hub for the canonical id
+    except Exception:
+        if not _hub_offline():
+            raise
+    import nnsight.modeling.huggingface as nnsight_hf
+
+    # With HF_HUB_OFFLINE=1 and the config in the local cache, nnsight's one Hub call
+    # (canonicalising the id) cannot be made: take the id as given. Its cache is private;
+    # without it the error above stands.
+    cache = getattr(nnsight_hf, "_ID_CACHE", None)
+    if not isinstance(cache, dict):
+        raise ModelLoadError(f"this nnsight version cannot build a model key for {hub_id!r} offline.")
+    cache.setdefault(hub_id, hub_id)
+    return str(nn_model.to_model_key())
+
+
+def _prepare(hub_id: str, kwargs: dict[str, Any]) -> tuple[Any, Any, str]:
     from nnsight.modeling.transformers import TransformersModel
     from transformers import AutoTokenizer
 
+    from ..models.model import prepare_tokenizer
+
+    tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(hub_id, **kwargs))
+    # mechscope studies causal LMs: naming the task saves a Hub lookup (impossible offline)
+    # and makes it part of the model key as it is for every model mechscope loads.
+    nn_model = TransformersModel(hub_id, tokenizer=tokenizer, task="text-generation", **kwargs)
+    return tokenizer, nn_model, _model_key(nn_model, hub_id)
+
+
+def _prepare_within(hub_id: str, kwargs: dict[str, Any], deadline: float) -> tuple[Any, Any, str]:
+    """`_prepare` in a daemon thread, given up after ``deadline`` seconds.
+
+    huggingface_hub retries an unreachable Hub for about 50 s; the user's deadline bounds
+    the whole load. A thread given up on finishes (or fails) on its own and is discarded.
+    """
+    import threading
+
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["value"] = _prepare(hub_id, kwargs)
+        except BaseException as err:  # noqa: BLE001 - handed to the caller's thread
+            box["error"] = err
+
+    thread = threading.Thread(target=work, name=f"mechscope-prepare-{hub_id}", daemon=True)
+    thread.start()
+    thread.join(deadline)
+    if thread.is_alive():
+        raise ModelLoadError(
+            f"could not prepare {hub_id!r} for remote execution within the deadline of "
+            f"{deadline:.3g} s: its config and tokenizer did not arrive from the Hugging Face Hub "
+            "(no network?). Set HF_HUB_OFFLINE=1 to use only the local Hugging Face cache, or "
+            "raise load(..., deadline=seconds)."
+        )
+    if "error" in box:
+        raise box["error"]
+    return box["value"]  # type: ignore[no-any-return]
+
+
+def load_remote(hub_id: str, *, revision: str | None, remote: bool | str, deadline: float) -> Any:
+    """Build a `Model` whose weights stay on NDIF: meta-device module, real config and tokenizer.
+
+    Fetching the config and tokenizer (and nnsight's model key) is bounded by ``deadline``
+    too. With ``HF_HUB_OFFLINE=1`` they come from the local Hugging Face cache and the model
+    key uses the hub id as spelled.
+    """
     from ..models.adapters import adapter_for
-    from ..models.model import Model, prepare_tokenizer
+    from ..models.model import Model
 
     if isinstance(deadline, bool) or not isinstance(deadline, int | float) or deadline <= 0:
         raise ModelLoadError(f"deadline must be a positive number of seconds, got {deadline!r}.")
@@ -235,11 +325,11 @@ def load_remote(hub_id: str, *, revision: str | None, remote: bool | str, deadli
         )
     kwargs: dict[str, Any] = {"revision": revision} if revision else {}
     try:
-        tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(hub_id, **kwargs))
-        nn_model = TransformersModel(hub_id, tokenizer=tokenizer, **kwargs)
-        key = nn_model.to_model_key()  # asks the Hub for the canonical id
+        tokenizer, nn_model, key = _prepare_within(hub_id, kwargs, float(deadline))
+    except ModelLoadError:
+        raise
     except Exception as err:  # noqa: BLE001 - re-raised as one clear error
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        offline = _hub_offline() or os.environ.get("HF_HUB_OFFLINE") == "1"
         raise ModelLoadError(
             f"could not prepare {hub_id!r} for remote execution: {type(err).__name__}: "
             f"{str(err).splitlines()[0] if str(err) else ''}\n"

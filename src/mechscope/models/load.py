@@ -44,7 +44,9 @@ def load(source: str | os.PathLike | torch.nn.Module | None = None, *, tokenizer
       builds the model on its meta device; the config and tokenizer still come from the Hub);
       every call then runs there, bounded by ``deadline`` seconds, and fails with one
       `RemoteError` naming the host, NDIF_HOST and NDIF_API_KEY. ``remote="https://host"``
-      picks the host for this model.
+      picks the host for this model. Fetching the config and tokenizer is bounded by
+      ``deadline`` too (a `ModelLoadError` when it passes); with ``HF_HUB_OFFLINE=1`` they
+      come from the local Hugging Face cache and the model key uses the hub id as spelled.
     - ``remote="local"`` (any source): run nnsight's serialise/deserialise path in-process,
       the offline test of remote execution.
     """
