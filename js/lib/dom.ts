@@ -35,6 +35,23 @@ export function choiceSelect(
   return { select, options: byValue };
 }
 
+/**
+ * Call `redraw` once `el` is laid out in the document, when it is not yet. Canvas drawing reads
+ * the theme's colours and fonts through getComputedStyle, which only gives fallbacks for a
+ * detached element, and JupyterLab may call a widget's render() before attaching its view: the
+ * first drawing would keep the fallback ink. Returns a function that stops waiting.
+ */
+export function redrawWhenAttached(el: HTMLElement, redraw: () => void): () => void {
+  if (el.isConnected && el.getClientRects().length) return () => {};
+  const obs = new ResizeObserver(() => {
+    if (!el.isConnected || !el.getClientRects().length) return;
+    obs.disconnect();
+    redraw();
+  });
+  obs.observe(el);
+  return () => obs.disconnect();
+}
+
 const STYLE_ID = "mechscope-style-v1";
 
 /** Shared CSS, added once per document; follows JupyterLab's light/dark theme variables. */
@@ -64,6 +81,8 @@ export function ensureStyle(): void {
   border: 1px solid var(--jp-border-color1, #bbb); border-radius: 3px; padding: 3px 6px;
   font-family: var(--jp-code-font-family, monospace); font-size: 11px; display: none; }
 .ms-note { font-size: 11px; color: var(--jp-ui-font-color2, #666); margin-top: 4px; }
+/* a token's bidi controls (an unterminated U+202E...) stay inside its own element */
+.ms-root *:not(textarea):not(input) { unicode-bidi: isolate; }
 `;
   document.head.appendChild(style);
 }

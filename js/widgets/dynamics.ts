@@ -5,7 +5,7 @@
 // canvas, never as HTML.
 import { decode, type EncodedArray } from "../lib/codec";
 import { colorIndex, colorTable, formatValue, INVALID_RGB, type Range } from "../lib/colors";
-import { ensureStyle, h } from "../lib/dom";
+import { ensureStyle, h, redrawWhenAttached } from "../lib/dom";
 
 interface Stats {
   pearson: number | null;
@@ -783,6 +783,7 @@ function render({ model, el }: { model: DynamicsModel; el: HTMLElement }): () =>
   }
 
   drawAll();
+  const stopWaiting = redrawWhenAttached(el, drawAll);
   const onStep = (): void => drawStep();
   const onData = (): void => drawAll();
   const dataTraits = ["runs", "steps", "structure", "row_labels", "col_labels", "structure_name",
@@ -791,6 +792,7 @@ function render({ model, el }: { model: DynamicsModel; el: HTMLElement }): () =>
   model.on("change:step_index", onStep);
   for (const name of dataTraits) model.on(`change:${name}`, onData);
   return () => {
+    stopWaiting();
     model.off("change:step_index", onStep);
     for (const name of dataTraits) model.off(`change:${name}`, onData);
   };

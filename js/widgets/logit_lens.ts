@@ -3,7 +3,8 @@
 // Python side: src/mechscope/widgets/logit_lens.py.
 import { decode, type EncodedArray } from "../lib/codec";
 import { colorTable, INVALID_RGB } from "../lib/colors";
-import { choiceSelect, ensureStyle, h } from "../lib/dom";
+import { choiceSelect, ensureStyle, h, redrawWhenAttached } from "../lib/dom";
+import { visibleToken } from "../lib/tokens";
 
 type Mode = "top1" | "target_prob" | "target_rank";
 
@@ -49,13 +50,6 @@ function ensureLensStyle(): void {
 .ms-lens .ms-canvas { image-rendering: auto; }
 `;
   document.head.appendChild(style);
-}
-
-/** Whitespace and control characters made visible for labels and cell text. */
-export function visible(tok: string): string {
-  if (tok === "") return "∅";
-  const shown = tok.replace(/\n/g, "↵").replace(/\t/g, "⇥").replace(/\r/g, "␍");
-  return shown.trim() === "" ? shown.replace(/ /g, "␣") : shown;
 }
 
 /** ``text`` cut to fit ``maxW`` pixels with an ellipsis (not squeezed), cached per font/width. */
@@ -222,7 +216,7 @@ function render({ model, el }: { model: LensModel; el: HTMLElement }): () => voi
           const lum = 0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2];
           ctx.fillStyle = lum > 140 ? "#000" : "#fff";
           const tok = names.get(ids[(l * P + p) * K]) ?? "?";
-          ctx.fillText(fitText(ctx, visible(tok), cellW - 4, fitCache), p * cellW + cellW / 2, y + cellH / 2 + 0.5);
+          ctx.fillText(fitText(ctx, visibleToken(tok), cellW - 4, fitCache), p * cellW + cellW / 2, y + cellH / 2 + 0.5);
         }
       }
     }
@@ -247,7 +241,7 @@ function render({ model, el }: { model: LensModel; el: HTMLElement }): () => voi
     colLabels.classList.toggle("ms-vertical", cellW < 44);
     if (cellW >= 10) {
       for (let p = 0; p < P; p++) {
-        const d = h("div", undefined, visible(tokens[p] ?? ""));
+        const d = h("div", undefined, visibleToken(tokens[p] ?? ""));
         d.style.width = `${cellW}px`;
         d.title = JSON.stringify(tokens[p] ?? "");
         colLabels.append(d);
@@ -349,10 +343,12 @@ function render({ model, el }: { model: LensModel; el: HTMLElement }): () => voi
   });
 
   draw();
+  const stopWaiting = redrawWhenAttached(el, draw);
   const names_ = ["top_ids", "top_probs", "vocab_ids", "vocab", "tokens", "layer_labels", "target", "target_prob", "target_rank", "color_mode", "title"];
   const redraw = () => draw();
   for (const n of names_) model.on(`change:${n}`, redraw);
   return () => {
+    stopWaiting();
     for (const n of names_) model.off(`change:${n}`, redraw);
   };
 }

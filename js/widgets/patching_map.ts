@@ -4,7 +4,8 @@
 // after, drawn beside the map as text. Python side: src/mechscope/widgets/patching_map.py.
 import { decode, type EncodedArray } from "../lib/codec";
 import { colorIndex, colorTable, formatValue, INVALID_RGB, valueRange } from "../lib/colors";
-import { choiceSelect, ensureStyle, h } from "../lib/dom";
+import { choiceSelect, ensureStyle, h, redrawWhenAttached } from "../lib/dom";
+import { visibleToken } from "../lib/tokens";
 
 interface Top {
   tokens: string[];
@@ -111,13 +112,6 @@ function ensurePatchingStyle(): void {
 .ms-pmap .ms-pmap-zero { position: absolute; left: 13px; line-height: 14px; white-space: nowrap; }
 `;
   document.head.appendChild(style);
-}
-
-/** Whitespace and control characters made visible for axis labels. */
-export function visible(tok: string): string {
-  if (tok === "") return "∅";
-  const shown = tok.replace(/\n/g, "↵").replace(/\t/g, "⇥").replace(/\r/g, "␍");
-  return shown.trim() === "" ? shown.replace(/ /g, "␣") : shown;
 }
 
 /** A cell's number drawn inside it: short, fixed width. */
@@ -242,7 +236,7 @@ function render({ model, el }: { model: PatchingModel; el: HTMLElement }): () =>
     // columns get narrower cells (vertical labels, no numbers) and scroll beyond it
     const cl = model.get("col_labels");
     let chars = 1;
-    for (const label of cl) chars = Math.max(chars, Array.from(visible(label)).length);
+    for (const label of cl) chars = Math.max(chars, Array.from(visibleToken(label)).length);
     const want = Math.max(48, Math.min(96, chars * 7 + 10));
     cellW = Math.max(Math.min(want, Math.floor(FIT_W / Math.max(C, 1))), Math.min(18, Math.floor(MAX_CANVAS_W / Math.max(C, 1))));
     cellW = Math.max(2, cellW);
@@ -310,7 +304,7 @@ function render({ model, el }: { model: PatchingModel; el: HTMLElement }): () =>
     colLabels.classList.toggle("ms-vertical", cellW < 44);
     if (cellW >= 10) {
       for (let c = 0; c < C; c++) {
-        const d = h("div", undefined, visible(cl[c] ?? ""));
+        const d = h("div", undefined, visibleToken(cl[c] ?? ""));
         d.style.width = `${cellW}px`;
         d.title = cellName(0, c).split("  |  ")[1];
         colLabels.append(d);
@@ -515,6 +509,7 @@ function render({ model, el }: { model: PatchingModel; el: HTMLElement }): () =>
   });
 
   draw();
+  const stopWaiting = redrawWhenAttached(el, draw);
   const names = ["effect", "clean_metric", "corrupt_metric", "metric_name", "row_labels", "col_labels", "col_clean",
     "col_corrupt", "columns", "column_kind", "positions_text", "clean_prompt", "corrupt_prompt", "title", "note",
     "normalized", "can_normalize"];
@@ -529,6 +524,7 @@ function render({ model, el }: { model: PatchingModel; el: HTMLElement }): () =>
   model.on("change:detail", onDetail);
   model.on("change:live", onDetail);
   return () => {
+    stopWaiting();
     for (const n of names) model.off(`change:${n}`, redraw);
     model.off("change:selected", onSelected);
     model.off("change:detail", onDetail);

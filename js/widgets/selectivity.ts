@@ -3,7 +3,7 @@
 // examples (tokens highlighted by activation). Python side: src/mechscope/widgets/selectivity.py.
 import { decode, type EncodedArray } from "../lib/codec";
 import { formatValue } from "../lib/colors";
-import { ensureStyle, h } from "../lib/dom";
+import { ensureStyle, h, redrawWhenAttached } from "../lib/dom";
 
 type Maybe = EncodedArray | Record<string, never>;
 
@@ -672,12 +672,14 @@ function render({ model, el }: { model: SelModel; el: HTMLElement }): () => void
   logBox.addEventListener("change", () => drawHist());
 
   full();
+  const stopWaiting = redrawWhenAttached(el, update);
   const onSelected = () => update();
   const data = ["index", "class_means", "preferred", "floor", "ablation_effect", "ablation_metric", "classes", "ex_neurons", "ex_tokens", "ex_acts", "ex_class", "ex_offset", "ex_length", "ex_vocab", "title"];
   const onData = () => full();
   model.on("change:selected", onSelected);
   for (const n of data) model.on(`change:${n}`, onData);
   return () => {
+    stopWaiting();
     model.off("change:selected", onSelected);
     for (const n of data) model.off(`change:${n}`, onData);
   };

@@ -6,6 +6,7 @@
 // kernel, `live` false): the slider snaps to the precomputed coefficients.
 // Python side: src/mechscope/widgets/steering_playground.py.
 import { ensureStyle, h } from "../lib/dom";
+import { controlPictures } from "../lib/tokens";
 
 interface Result {
   prompt: string;
@@ -109,9 +110,7 @@ export function fmtCoef(c: number): string {
 /** Control characters as their visible pictures (U+2400...); a newline keeps its line break
  * after a visible "↵", so a highlighted newline token can be seen. */
 export function shownToken(tok: string): string {
-  return tok
-    .replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, (ch) => String.fromCharCode(ch === "\u007f" ? 0x2421 : 0x2400 + ch.charCodeAt(0)))
-    .replace(/\n/g, "↵\n");
+  return controlPictures(tok, "\t\n").replace(/\n/g, "↵\n");
 }
 
 function keyOf(prompt: string, c: number): string {

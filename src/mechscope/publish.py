@@ -434,13 +434,40 @@ def publish_site(notebooks: Any, out_dir: str | os.PathLike[str], execute: bool 
                       seconds=time.perf_counter() - began)
 
 
+def strip_widget_state(notebook: str | os.PathLike[str]) -> int:
+    """Remove the stored widget state from ``notebook`` (in place); return the bytes saved.
+
+    JupyterLab set up by ``make setup`` / Binder saves widget state (`mechscope.lab_settings`),
+    so a notebook reopened without its kernel still shows its widgets. nbviewer and stock
+    ``jupyter nbconvert`` then pick the live widget view, which needs widget JavaScript from a
+    CDN (anywidget views do not draw there); without the state they show each widget's offline
+    snapshot instead. Run this on a copy you share there (``python -m mechscope.publish
+    --strip-widget-state NOTEBOOK``). Outputs are kept; nothing is executed.
+    """
+    import nbformat
+
+    path = Path(notebook)
+    if not path.is_file():
+        raise MechscopeError(f"notebook not found: {path}")
+    before = path.stat().st_size
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception as exc:  # noqa: BLE001 - any parse failure is the same user error
+        raise MechscopeError(f"cannot read {path} as a notebook: {exc}") from None
+    if nb.metadata.pop("widgets", None) is None:
+        return 0
+    nbformat.write(nb, path)
+    return before - path.stat().st_size
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m mechscope.publish",
         description="Execute a notebook and export it as one offline HTML page, or several "
                     "notebooks as a folder of pages with an index (--site).",
         usage="%(prog)s [--no-execute] [--timeout S] NOTEBOOK OUTPUT.html\n"
-              "       %(prog)s [--no-execute] [--timeout S] --site DIR NOTEBOOK [NOTEBOOK ...]",
+              "       %(prog)s [--no-execute] [--timeout S] --site DIR NOTEBOOK [NOTEBOOK ...]\n"
+              "       %(prog)s --strip-widget-state NOTEBOOK [NOTEBOOK ...]",
     )
     parser.add_argument("paths", nargs="+", metavar="PATH",
                         help="NOTEBOOK OUTPUT.html; with --site, the notebooks (or folders of them)")
@@ -449,7 +476,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-execute", action="store_true",
                         help="export the outputs saved in the notebook(s) without running them")
     parser.add_argument("--timeout", type=int, default=900, help="seconds per cell (default 900)")
+    parser.add_argument("--strip-widget-state", action="store_true",
+                        help="remove stored widget state from the notebooks in place (for nbviewer "
+                             "and stock nbconvert, which then show the offline snapshots)")
     args = parser.parse_args(argv)
+    if args.strip_widget_state:
+        try:
+            for path in args.paths:
+                saved = strip_widget_state(path)
+                print(f"{path}: " + (f"widget state removed ({saved / 1e6:.2f} MB)" if saved
+                                     else "no widget state stored"))
+        except MechscopeError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        return 0
     if args.site is None and len(args.paths) != 2:
         parser.error("give NOTEBOOK and OUTPUT.html, or --site DIR followed by the notebooks")
     try:

@@ -154,10 +154,12 @@ JS_SPACE = "\t\n\v\f\r \u00a0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) 
 
 
 def visible(tok: str) -> str:
-    """js/widgets/logit_lens.ts visible: whitespace and control characters made visible."""
+    """js/lib/tokens.ts visibleToken: whitespace and control characters made visible."""
     if tok == "":
         return "∅"
     shown = tok.replace("\n", "↵").replace("\t", "⇥").replace("\r", "␍")
+    shown = "".join(chr(0x2421 if c == "\x7f" else 0x2400 + ord(c)) if ord(c) < 32 or c == "\x7f" else c
+                    for c in shown)  # other controls: their Control Pictures
     return shown.replace(" ", "␣") if shown.strip(JS_SPACE) == "" else shown
 
 

@@ -115,7 +115,8 @@ def test_nan_and_inf_are_accepted():
     x = np.array([[np.nan, np.inf, -np.inf], [1.0, -2.0, 0.5]])
     w = Heatmap(x, row_labels=["L0", "L1"], col_labels=list("abc"), title="t", value_label="norm")
     np.testing.assert_array_equal(w.array, x.astype(np.float32))
-    assert w.summary() == "Heatmap 't': 2 x 3 norm, range -2..1\ncolumns: a, b, c"
+    assert w.summary() == ("Heatmap 't': 2 x 3 norm, range -2..1 (1 NaN, 1 +inf, 1 -inf: drawn grey)\n"
+                           "columns: a, b, c")
     assert "no finite values" in Heatmap(np.full((2, 2), np.nan)).summary()
     assert _html(w) is not None
 
@@ -209,7 +210,7 @@ def test_stats_are_exact_and_text_plain_says_values_are_quantised():
     step = w.quantization_step
     assert step == pytest.approx(4.0 / 252)
     lines = w.summary().splitlines()
-    assert lines[0] == "Heatmap 'acts': 500 x 200 resid norm, range -1..3"
+    assert lines[0] == "Heatmap 'acts': 500 x 200 resid norm, range -1..3 (1 NaN: drawn grey)"
     assert lines[1] == (f"values sent quantised to uint8 (step {step:.3g}: shown values within "
                         f"+/-{step / 2:.3g}); exact mean {finite.mean():.4g}")
     assert lines[2].startswith("columns: 0, 1, 2")

@@ -104,7 +104,8 @@ class SelectivityResult:
         import pandas as pd
 
         frame = pd.DataFrame(self.class_means.T, columns=[f"mean[{c}]" for c in self.classes])
-        frame.insert(0, "preferred", [self.classes[i] for i in self.preferred])
+        frame.insert(0, "preferred", [self.classes[i] if np.isfinite(x) else None
+                                      for i, x in zip(self.preferred, self.index, strict=True)])
         frame.insert(0, "selectivity", self.index)
         if self.ablation_effect is not None:
             frame["ablation_effect"] = self.ablation_effect
@@ -120,8 +121,18 @@ class SelectivityResult:
 
 def selectivity_index(class_means: np.ndarray, floor: np.ndarray | float = 0.0
                       ) -> tuple[np.ndarray, np.ndarray]:
-    """(index, preferred class) per neuron from (classes, neurons) means measured from ``floor``."""
-    mu = np.clip(class_means - floor, 0.0, None)
+    """(index, preferred class) per neuron from (classes, neurons) means measured from ``floor``.
+
+    A neuron whose class means or floor are not all finite (NaN/inf activations) gets index NaN
+    -- not 0, which would read as "not selective"; its preferred class means nothing
+    (`SelectivityResult.to_pandas` shows None there).
+
+    >>> index, preferred = selectivity_index(np.array([[1.0, 1.0, np.nan], [0.0, 1.0, 1.0]]))
+    >>> index.tolist(), preferred.tolist()[:2]
+    ([1.0, 0.0, nan], [0, 0])
+    """
+    bad = ~np.isfinite(np.asarray(class_means - floor, dtype=np.float64)).all(axis=0)
+    mu = np.clip(np.nan_to_num(class_means - floor, nan=0.0, posinf=0.0, neginf=0.0), 0.0, None)
     preferred = mu.argmax(axis=0)
     mu_max = mu.max(axis=0)
     n_classes = mu.shape[0]
@@ -129,6 +140,7 @@ def selectivity_index(class_means: np.ndarray, floor: np.ndarray | float = 0.0
     denom = mu_max + mu_rest
     with np.errstate(invalid="ignore", divide="ignore"):
         index = np.where(denom > 0, (mu_max - mu_rest) / denom, 0.0)
+    index[bad] = np.nan
     return index.astype(np.float32), preferred
 
 

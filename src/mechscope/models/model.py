@@ -148,6 +148,7 @@ class Model:
             raise InputError(f"a prompt must be a str, got {type(prompt).__name__}.")
         if prompt == "":
             raise InputError("the prompt is empty: give at least one token of text.")
+        _check_unicode(prompt, "the prompt")
         ids = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=True)["input_ids"]
         n = int(ids.shape[1])
         if n == 0:
@@ -180,6 +181,7 @@ class Model:
             return idx
         if not isinstance(token, str) or token == "":
             raise InputError(f"a token must be a non-empty str or an int id, got {token!r}.")
+        _check_unicode(token, f"the token {token!r}")
         ids = self.tokenizer(token, add_special_tokens=False)["input_ids"]
         if len(ids) != 1:
             pieces = [self.tokenizer.decode([i]) for i in ids]
@@ -192,3 +194,15 @@ class Model:
     def __repr__(self) -> str:
         return (f"Model({self.name!r}, family={self.adapter.family}, layers={self.n_layers}, "
                 f"d_model={self.d_model}, heads={self.n_heads}, d_mlp={self.d_mlp})")
+
+
+def _check_unicode(text: str, what: str) -> None:
+    """Raise `InputError` if ``text`` holds a lone surrogate (a str that is not Unicode text)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise InputError(
+            f"{what} is not valid Unicode text: {text[err.start]!r} at index {err.start} is a lone "
+            "surrogate, usually left by decoding with errors='surrogateescape'; clean it first, "
+            "e.g. text.encode('utf-8', errors='replace').decode('utf-8')."
+        ) from None

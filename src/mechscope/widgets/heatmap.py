@@ -153,7 +153,16 @@ class Heatmap(MechscopeWidget):
                  value_label: str = "value", colorscale: str = "viridis",
                  vmin: float | None = None, vmax: float | None = None,
                  quantize: bool | None = None) -> None:
-        arr = np.asarray(values)
+        if hasattr(values, "detach") and hasattr(values, "cpu"):  # torch: grad, any device, bfloat16
+            values = values.detach().cpu()
+            values = (values.float() if values.is_floating_point() else values).numpy()
+        try:
+            arr = np.asarray(values)
+        except (ValueError, TypeError) as err:
+            raise InputError(
+                f"Heatmap needs a 2-D array of numbers; this {type(values).__name__} is not one "
+                f"({err}). Nested lists need rows of equal length."
+            ) from None
         if arr.ndim != 2:
             raise InputError(f"Heatmap needs a 2-D array (rows x cols), got shape {arr.shape}.")
         if arr.size == 0:
@@ -212,6 +221,10 @@ class Heatmap(MechscopeWidget):
         rows, cols = self._source_shape
         shape = self.values["shape"]
         head = f"Heatmap {self.title!r}: {rows} x {cols} {self.value_label}, range {rng}"
+        special = [f"{st[k]} {name}" for k, name in (("nan", "NaN"), ("posinf", "+inf"), ("neginf", "-inf"))
+                   if st.get(k)]
+        if special:
+            head += f" ({', '.join(special)}: drawn grey)"
         if self.pooled != [1, 1]:
             head += f", mean-pooled {self.pooled[0]}x{self.pooled[1]} to {shape[0]} x {shape[1]}"
         step = self.quantization_step
