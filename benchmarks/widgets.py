@@ -15,8 +15,10 @@ by headless Debian Chromium (Playwright), one kernel, the two cells run interlea
    the same array as a JSON list (``json.dumps(arr.tolist())``), plotly's figure JSON (its
    ``application/vnd.plotly.v1+json`` output), and float32 bytes for reference.
 3. Stored notebook: a notebook holding one setup cell (no output) and the one map output, as
-   JupyterLab saves it (run in Lab, then ``docmanager:save``; Lab's default does not save
-   widget state) and as nbclient writes it with ``store_widget_state=True`` / ``False``.
+   JupyterLab saves it (run in Lab, then ``docmanager:save``; this project's Lab saves widget
+   state, see ``mechscope.lab_settings``, so the data is stored twice: state + snapshot), the
+   same file after ``mechscope.publish.strip_widget_state`` (what you share for nbviewer), and
+   as nbclient writes it with ``store_widget_state=True`` / ``False``.
 
 A screenshot of both maps in Lab goes to build/screenshots/bench_widgets_lab.png.
 
@@ -47,7 +49,9 @@ sys.path.insert(0, str(REPO))
 import nbformat  # noqa: E402
 import numpy as np  # noqa: E402
 
+from mechscope.publish import strip_widget_state  # noqa: E402
 from tests.browser.lab import Lab, chromium_context, running_lab  # noqa: E402
+from tests.browser.lab_notebook import KERNEL_EVAL, KERNEL_IDLE, PANEL  # noqa: E402
 
 N = 1000
 SETUP = f"""import numpy as np
@@ -89,16 +93,6 @@ COUNT_WS_BYTES = """(() => {
   }
   window.WebSocket = Counting;
 })();"""
-
-PANEL = ("(() => { const w = window.jupyterapp?.shell?.currentWidget; "
-         "return w && w.content && w.sessionContext ? w : null; })()")
-
-KERNEL_IDLE = f"""() => {{
-  const panel = {PANEL};
-  const kernel = panel?.sessionContext?.session?.kernel;
-  return !!kernel && kernel.connectionStatus === 'connected' && kernel.status === 'idle'
-    && panel.content.widgets.length > 0;
-}}"""
 
 #: run cell i (old output cleared first); resolve with ms from the run request to the drawn
 #: selector (+ one animation frame) and the websocket bytes received meanwhile
@@ -148,16 +142,6 @@ RUN_AND_WAIT = f"""async ([i, timeoutMs]) => {{
   return err ? err.ename + ': ' + err.evalue : null;
 }}"""
 
-KERNEL_EVAL = f"""async (expr) => {{
-  const kernel = {PANEL}.sessionContext.session.kernel;
-  const future = kernel.requestExecute({{code: '', silent: true, store_history: false,
-                                          user_expressions: {{v: expr}}}});
-  const reply = await future.done;
-  const v = reply.content.user_expressions.v;
-  return v.status === 'ok' ? v.data['text/plain'] : 'ERROR ' + v.ename + ': ' + v.evalue;
-}}"""
-
-
 def notebook(*cells: str) -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(src) for src in cells]
@@ -189,8 +173,9 @@ def timed_run(page: Any, i: int, kind: str) -> dict[str, float]:
     return result
 
 
-def saved_in_lab(context: Any, lab: Lab, name: str, kind: str) -> int:
-    """Run every cell of ``name`` in Lab, wait for the map, save it from Lab; the file's bytes."""
+def saved_in_lab(context: Any, lab: Lab, name: str, kind: str) -> tuple[int, bool, int]:
+    """Run every cell of ``name`` in Lab, wait for the map, save it from Lab: the file's bytes,
+    whether widget state was stored, and the bytes once that state is stripped."""
     page = open_notebook(context, lab, name)
     try:
         run_and_wait(page, 0)
@@ -205,8 +190,13 @@ def saved_in_lab(context: Any, lab: Lab, name: str, kind: str) -> int:
             time.sleep(0.1)  # polling for the file write, not a wait for a condition in the page
         page.wait_for_function(f"() => !{PANEL}.context.model.dirty", timeout=60_000)
         time.sleep(0.5)  # polling margin: the contents API may still be writing
-        nbformat.validate(nbformat.read(path, as_version=4))
-        return path.stat().st_size
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+        size, has_state = path.stat().st_size, "widgets" in nb.metadata
+        stripped = path.with_name(f"stripped_{name}")
+        stripped.write_bytes(path.read_bytes())
+        strip_widget_state(stripped)
+        return size, has_state, stripped.stat().st_size
     finally:
         page.close()
 
@@ -285,8 +275,11 @@ def main() -> None:
             SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENSHOT))
             page.close()
-            lab_saved = {kind: saved_in_lab(context, lab, f"stored_{kind}.ipynb", kind)
-                         for kind in ("mechscope", "plotly")}
+            lab_saved: dict[str, Any] = {}
+            for kind in ("mechscope", "plotly"):
+                size, has_state, stripped = saved_in_lab(context, lab, f"stored_{kind}.ipynb", kind)
+                lab_saved[kind], lab_saved[f"{kind}_stripped"] = size, stripped
+                lab_saved["state"] = lab_saved.get("state", False) or has_state
         stored = {(kind, sws): stored_by_nbclient(src, sws, tmp)
                   for kind, src in (("mechscope", MECHSCOPE), ("plotly", PLOTLY))
                   for sws in (True, False)}
@@ -322,7 +315,9 @@ def main() -> None:
     print("| saved by | mechscope | plotly | plotly / mechscope | target | met |")
     print("|---|---:|---:|---:|---|---|")
     rows = [
-        ("JupyterLab, docmanager:save (default: no widget state)", lab_saved["mechscope"], lab_saved["plotly"]),
+        (f"JupyterLab, docmanager:save ({'widget state stored' if lab_saved['state'] else 'no widget state'})",
+         lab_saved["mechscope"], lab_saved["plotly"]),
+        ("the same, after strip_widget_state", lab_saved["mechscope_stripped"], lab_saved["plotly_stripped"]),
         ("nbclient, store_widget_state=True", stored[("mechscope", True)], stored[("plotly", True)]),
         ("nbclient, store_widget_state=False", stored[("mechscope", False)], stored[("plotly", False)]),
     ]

@@ -17,14 +17,9 @@ Screenshots go to build/screenshots/dynamics_*.png.
 
 from __future__ import annotations
 
-import ast
-import contextlib
 import dataclasses
-import json
 import math
-import time
 
-import nbformat
 import numpy as np
 import pytest
 
@@ -32,6 +27,7 @@ from mechscope import dynamics
 from mechscope.dynamics import DynamicsResult
 from mechscope.widgets.dynamics import Dynamics
 from tests.browser.lab import SCREENSHOTS, Lab
+from tests.browser.lab_notebook import open_notebook
 from tests.browser.offline_page import OfflinePage, open_offline, page_html
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
@@ -291,48 +287,6 @@ LIVE_CELLS = [
     "metric_names=list(dynamics.BEHAVIOUR))",
     "w = result.show(step=100)\nw",
 ]
-PANEL = ("(() => { const w = window.jupyterapp?.shell?.currentWidget; "
-         "return w && w.content && w.sessionContext ? w : null; })()")
-KERNEL_IDLE = f"""() => {{ const p = {PANEL}; const k = p?.sessionContext?.session?.kernel;
-  return !!k && k.connectionStatus === 'connected' && k.status === 'idle' && p.content.widgets.length > 0; }}"""
-RUN_ALL = """() => { window.__runAll = undefined;
-  window.jupyterapp.commands.execute('notebook:run-all-cells').then(
-    (r) => { window.__runAll = {ok: r !== false}; }, (e) => { window.__runAll = {ok: false, error: String(e)}; }); }"""
-RUN_STATE = f"""() => {{
-  if (window.__runAll === undefined) return null;
-  const p = {PANEL}; const k = p.sessionContext.session?.kernel;
-  if (!k || k.status !== 'idle') return null;
-  const code = p.content.widgets.filter((c) => c.model.type === 'code');
-  if (code.some((c) => c.model.executionState === 'running')) return null;
-  const errors = [];
-  for (const c of code) for (const o of c.model.outputs.toJSON())
-    if (o.output_type === 'error') errors.push(o.ename + ': ' + o.evalue);
-  if (!errors.length && code.some((c) => c.model.executionCount === null)) return null;
-  return {{runAll: window.__runAll, errors}};
-}}"""
-KERNEL_EVAL = f"""async (expr) => {{
-  const k = {PANEL}.sessionContext.session.kernel;
-  const reply = await k.requestExecute({{code: '', silent: true, store_history: false,
-                                         user_expressions: {{v: expr}}}}).done;
-  const v = reply.content.user_expressions.v;
-  return v.status === 'ok' ? v.data['text/plain'] : 'ERROR ' + v.ename + ': ' + v.evalue;
-}}"""
-
-
-def kernel_json(page, expr: str):
-    text = page.evaluate(KERNEL_EVAL, f"__import__('json').dumps({expr})")
-    assert not text.startswith("ERROR"), f"{expr}: {text}"
-    return json.loads(ast.literal_eval(text))
-
-
-def wait_kernel(page, expr: str, want, timeout: float = 60.0) -> None:
-    """Poll the kernel (from Python: Playwright does not await async predicates)."""
-    deadline = time.monotonic() + timeout
-    while (now := kernel_json(page, expr)) != want:
-        assert time.monotonic() < deadline, f"{expr} never became {want!r} (now {now!r})"
-        time.sleep(0.1)  # polling interval
-
-
 class LivePage:
     """The live view's page with the helpers the offline assertions use."""
 
@@ -341,35 +295,22 @@ class LivePage:
 
 
 def test_live_slider_round_trip_in_jupyterlab(jupyter_lab: Lab, chromium):
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbformat.v4.new_markdown_cell("# Dynamics, live (tests/browser/test_dynamics_widget.py)")]
-    nb.cells += [nbformat.v4.new_code_cell(src) for src in LIVE_CELLS]
-    nbformat.write(nb, str(jupyter_lab.root / LIVE_NB))
-    page = chromium.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("dialog", lambda d: (errors.append(d.message), d.dismiss()))
-    try:
-        page.goto(jupyter_lab.notebook_url(LIVE_NB))
-        page.wait_for_function(KERNEL_IDLE, timeout=120_000)
-        page.evaluate(RUN_ALL)
-        state = page.wait_for_function(RUN_STATE, timeout=300_000, polling=250).json_value()
-        assert state["runAll"]["ok"] and state["errors"] == [], state
+    with open_notebook(jupyter_lab, chromium, LIVE_NB, LIVE_CELLS) as nb:
+        page = nb.page
         root = page.locator('.jp-Notebook .jp-Cell').nth(2).locator(
             '.jp-OutputArea-output [data-ms-ready="1"] > .ms-dyn')
         root.wait_for(state="attached", timeout=60_000)
         assert root.count() == 1  # the live anywidget view, not the text/html snapshot
         assert page.locator(".mechscope-snapshot").count() == 0
         live = LivePage(page)
-        steps = kernel_json(page, "w.step_values.tolist()")
-        k = kernel_json(page, "w.step_index")
+        steps = nb.json("w.step_values.tolist()")
+        k = nb.json("w.step_index")
         assert steps[k] == 102 and root.get_attribute("data-step") == "102"
 
-        lo, hi = kernel_json(page, "[w.vmin, w.vmax]")
+        lo, hi = nb.json("[w.vmin, w.vmax]")
 
         def heatmaps_match_kernel() -> None:
-            values = np.array(kernel_json(page, "w.heatmap.tolist()"))
+            values = np.array(nb.json("w.heatmap.tolist()"))
             for r in range(values.shape[0]):
                 got = heat_colours(live, r)
                 for i in range(values.shape[1]):
@@ -383,14 +324,14 @@ def test_live_slider_round_trip_in_jupyterlab(jupyter_lab: Lab, chromium):
         slider.focus()
         page.keyboard.press("ArrowRight")
         page.keyboard.press("ArrowRight")
-        wait_kernel(page, "w.step_index", k + 2)
+        nb.wait_value("w.step_index", k + 2)
         assert root.get_attribute("data-step") == str(steps[k + 2])
         heatmaps_match_kernel()
         page.keyboard.press("Home")
-        wait_kernel(page, "w.step", 0)
+        nb.wait_value("w.step", 0)
         heatmaps_match_kernel()
         # the kernel moves the slider
-        page.evaluate(KERNEL_EVAL, "setattr(w, 'step', 600)")
+        nb.eval("setattr(w, 'step', 600)")
         page.wait_for_function("(n) => n.dataset.step === '600'", arg=root.element_handle(),
                                timeout=30_000)
         assert slider.input_value() == str(len(steps) - 1)
@@ -399,10 +340,4 @@ def test_live_slider_round_trip_in_jupyterlab(jupyter_lab: Lab, chromium):
         assert page.evaluate("window.__pwned") is None
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         root.screenshot(path=str(SCREENSHOTS / "dynamics_lab.png"))
-        assert errors == []
-    finally:
-        kernel_id = page.evaluate(f"() => {PANEL}?.sessionContext?.session?.kernel?.id ?? null")
-        page.close()
-        if kernel_id:
-            with contextlib.suppress(Exception):
-                jupyter_lab.api(f"/api/kernels/{kernel_id}", method="DELETE", timeout=20.0)
+        assert nb.page_errors == [] and nb.dialogs == []

@@ -31,14 +31,14 @@ import pytest
 
 import mechscope
 from tests.browser.lab import SCREENSHOTS, Lab
-from tests.browser.offline_page import open_offline
-from tests.browser.test_lab_widgets import (
+from tests.browser.lab_notebook import (
     KERNEL_IDLE,
     KERNEL_TIMEOUT_MS,
     PANEL,
     Notebook,
     open_notebook,
 )
+from tests.browser.offline_page import open_offline
 from tests.hostile import CATALOGUE, FORBIDDEN_ELEMENTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]

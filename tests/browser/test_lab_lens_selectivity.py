@@ -22,37 +22,30 @@ Screenshots go to build/screenshots/lab-lens*.png and lab-selectivity*.png.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-import nbformat
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+from tests.browser import lab_notebook
 from tests.browser.lab import Lab
-from tests.browser.test_lab_widgets import (
+from tests.browser.lab_notebook import (
     ACTIVE_CELL,
-    KERNEL_IDLE,
     PANEL,
     PIXEL,
-    RUN_ALL,
-    RUN_STATE,
+    RENDER_TIMEOUT_MS,
+    ROUND_TRIP_MS,
     Notebook,
     save,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 
-KERNEL_TIMEOUT_MS = 120_000
-RUN_TIMEOUT_MS = 300_000
-RENDER_TIMEOUT_MS = 60_000
-ROUND_TRIP_MS = 60_000
 UI_TIMEOUT_MS = 10_000
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
@@ -198,49 +191,9 @@ def near(rgba: list[int], want: tuple[int, int, int], tol: int = 2) -> bool:
 
 # ---- an open, executed notebook (with the fillText recorder) ---------------------------------
 
-def write_notebook(lab: Lab, name: str, cells: list[str]) -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbformat.v4.new_markdown_cell(f"# {name} (written by tests/browser/test_lab_lens_selectivity.py)")]
-    nb.cells += [nbformat.v4.new_code_cell(src) for src in cells]
-    nbformat.write(nb, str(lab.root / name))
-
-
-@contextlib.contextmanager
-def open_notebook(lab: Lab, chromium: Any, name: str, cells: list[str]) -> Iterator[Notebook]:
-    """Write ``cells`` as notebook ``name``, open it, run all; shut its kernel down after."""
-    write_notebook(lab, name, cells)
-    page = chromium.new_page()
-    page.add_init_script(FILL_RECORDER)
-    nb = Notebook(lab, page, name)
-    page.on("dialog", lambda d: (nb.dialogs.append(f"{d.type}: {d.message}"), d.dismiss()))
-    page.on("pageerror", lambda e: nb.page_errors.append(str(e)))
-    try:
-        page.goto(lab.notebook_url(name))
-        try:
-            page.wait_for_function(KERNEL_IDLE, timeout=KERNEL_TIMEOUT_MS)
-        except PlaywrightTimeout:
-            pytest.fail(f"{name}: no idle kernel after {KERNEL_TIMEOUT_MS / 1000:.0f} s. Server "
-                        f"log:\n{lab.log_tail()}", pytrace=False)
-        start = time.monotonic()
-        page.evaluate(RUN_ALL)
-        try:
-            state = page.wait_for_function(RUN_STATE, timeout=RUN_TIMEOUT_MS, polling=250).json_value()
-        except PlaywrightTimeout:
-            pytest.fail(f"{name}: run-all did not finish in {RUN_TIMEOUT_MS / 1000:.0f} s. Server "
-                        f"log:\n{lab.log_tail()}", pytrace=False)
-        nb.run_seconds = time.monotonic() - start
-        assert state["runAll"]["ok"], state
-        assert state["errors"] == [], f"{name}: cells raised: {state['errors']}"
-        assert None not in state["counts"], state
-        print(f"\n{name}: run-all took {nb.run_seconds:.1f} s")
-        yield nb
-    finally:
-        kernel_id = page.evaluate(f"() => {PANEL}?.sessionContext?.session?.kernel?.id ?? null")
-        page.close()
-        if kernel_id:
-            with contextlib.suppress(Exception):
-                lab.api(f"/api/kernels/{kernel_id}", method="DELETE", timeout=20.0)
+def open_notebook(lab: Lab, chromium: Any, name: str, cells: list[str]) -> Any:
+    """The shared opener (tests/browser/lab_notebook.py) with the fillText recorder installed."""
+    return lab_notebook.open_notebook(lab, chromium, name, cells, init_script=FILL_RECORDER)
 
 
 def assert_live_view(nb: Notebook, cell: int) -> None:

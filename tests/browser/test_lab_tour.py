@@ -26,6 +26,7 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.browser.lab import SCREENSHOTS, Lab
+from tests.browser.lab_notebook import KERNEL_EVAL, KERNEL_IDLE, PANEL, RUN_ALL
 
 pytestmark = [pytest.mark.browser, pytest.mark.embedded, pytest.mark.timeout(600)]
 
@@ -39,23 +40,7 @@ RENDER_TIMEOUT_MS = 30_000
 
 # ---- JavaScript run in the page ------------------------------------------------------------
 
-PANEL = "(() => { const w = window.jupyterapp?.shell?.currentWidget; return w && w.content && w.sessionContext ? w : null; })()"
-
-KERNEL_IDLE = f"""() => {{
-  const panel = {PANEL};
-  const kernel = panel?.sessionContext?.session?.kernel;
-  return !!kernel && kernel.connectionStatus === 'connected' && kernel.status === 'idle'
-    && panel.content.widgets.length > 0;
-}}"""
-
 NOTEBOOK_CONFIG = f"() => {PANEL}.content.notebookConfig.windowingMode"
-
-RUN_ALL = """() => {
-  window.__runAll = undefined;
-  window.jupyterapp.commands.execute('notebook:run-all-cells').then(
-    (r) => { window.__runAll = {ok: r !== false}; },
-    (e) => { window.__runAll = {ok: false, error: String(e)}; });
-}"""
 
 # null while cells still run; then {runAll, errors, stderr, counts, nCells} once the kernel is
 # idle and every code cell has run (or one raised: run-all stops there)
@@ -119,17 +104,6 @@ RENDERERS = f"""(i) => {{
   walk({PANEL}.content.widgets[i].outputArea);
   return found;
 }}"""
-
-# ask the kernel for a Python expression's repr (silently, outside the notebook's history)
-KERNEL_EVAL = f"""async (expr) => {{
-  const kernel = {PANEL}.sessionContext.session.kernel;
-  const future = kernel.requestExecute({{code: '', silent: true, store_history: false,
-                                          user_expressions: {{v: expr}}}});
-  const reply = await future.done;
-  const v = reply.content.user_expressions.v;
-  return v.status === 'ok' ? v.data['text/plain'] : 'ERROR ' + v.ename + ': ' + v.evalue;
-}}"""
-
 
 # ---- fixtures ------------------------------------------------------------------------------
 

@@ -17,181 +17,29 @@ Screenshots go to build/screenshots/lab-patching-map*.png and lab-steering*.png.
 
 from __future__ import annotations
 
-import ast
-import contextlib
 import json
 import re
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import nbformat
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from tests.browser.lab import SCREENSHOTS, Lab
+from tests.browser.lab import Lab
+from tests.browser.lab_notebook import (
+    ACTIVE_CELL,
+    GENERATE_TIMEOUT_MS,
+    PIXEL,
+    RENDER_TIMEOUT_MS,
+    ROUND_TRIP_MS,
+    WATCH_STATE,
+    Notebook,
+    open_notebook,
+    save,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
-
-KERNEL_TIMEOUT_MS = 120_000
-RUN_TIMEOUT_MS = 300_000
-RENDER_TIMEOUT_MS = 60_000
-ROUND_TRIP_MS = 60_000  # a click -> kernel -> reply on a slow shared CPU
-GENERATE_TIMEOUT_MS = 120_000
-
-# ---- JavaScript run in the page (one notebook per page) ------------------------------------
-
-PANEL = ("(() => { const w = window.jupyterapp?.shell?.currentWidget; "
-         "return w && w.content && w.sessionContext ? w : null; })()")
-
-KERNEL_IDLE = f"""() => {{
-  const panel = {PANEL};
-  const kernel = panel?.sessionContext?.session?.kernel;
-  return !!kernel && kernel.connectionStatus === 'connected' && kernel.status === 'idle'
-    && panel.content.widgets.length > 0;
-}}"""
-
-RUN_ALL = """() => {
-  window.__runAll = undefined;
-  window.jupyterapp.commands.execute('notebook:run-all-cells').then(
-    (r) => { window.__runAll = {ok: r !== false}; },
-    (e) => { window.__runAll = {ok: false, error: String(e)}; });
-}"""
-
-# null while cells run; then {runAll, errors, counts} once the kernel is idle and every code
-# cell has run (or one raised: run-all stops there)
-RUN_STATE = f"""() => {{
-  if (window.__runAll === undefined) return null;
-  const panel = {PANEL};
-  const kernel = panel.sessionContext.session?.kernel;
-  if (!kernel || kernel.status !== 'idle') return null;
-  const code = panel.content.widgets.filter((c) => c.model.type === 'code');
-  if (code.some((c) => c.model.executionState === 'running')) return null;
-  const errors = [];
-  for (const c of code) for (const o of c.model.outputs.toJSON())
-    if (o.output_type === 'error') errors.push({{ename: o.ename, evalue: o.evalue, tb: (o.traceback || []).join('\\n').slice(-2000)}});
-  if (!errors.length && code.some((c) => c.model.executionCount === null)) return null;
-  return {{runAll: window.__runAll, errors, counts: code.map((c) => c.model.executionCount)}};
-}}"""
-
-KERNEL_EVAL = f"""async (expr) => {{
-  const kernel = {PANEL}.sessionContext.session.kernel;
-  const future = kernel.requestExecute({{code: '', silent: true, store_history: false,
-                                          user_expressions: {{v: expr}}}});
-  const reply = await future.done;
-  const v = reply.content.user_expressions.v;
-  return v.status === 'ok' ? v.data['text/plain'] : 'ERROR ' + v.ename + ': ' + v.evalue;
-}}"""
-
-ACTIVE_CELL = f"() => {PANEL}.content.activeCellIndex"
-
-# RGBA of a canvas at CSS pixel (x, y), whatever its device-pixel scale
-PIXEL = """(c, [x, y]) => {
-  const s = c.width / c.clientWidth;
-  return Array.from(c.getContext('2d').getImageData(Math.floor(x * s), Math.floor(y * s), 1, 1).data);
-}"""
-
-# the data-state values a node goes through (MutationObserver), from now on
-WATCH_STATE = """(n) => {
-  window.__states = [n.dataset.state];
-  if (window.__stateObs) window.__stateObs.disconnect();
-  window.__stateObs = new MutationObserver(() => {
-    const s = n.dataset.state;
-    if (window.__states[window.__states.length - 1] !== s) window.__states.push(s);
-  });
-  window.__stateObs.observe(n, {attributes: true, attributeFilter: ['data-state']});
-}"""
-
-
-# ---- an open, executed notebook --------------------------------------------------------------
-
-@dataclass
-class Notebook:
-    lab: Lab
-    page: Any
-    name: str
-    run_seconds: float = 0.0
-    dialogs: list[str] = field(default_factory=list)
-    page_errors: list[str] = field(default_factory=list)
-
-    def cell(self, i: int) -> Any:
-        return self.page.locator(".jp-Notebook .jp-Cell").nth(i)
-
-    def eval(self, expr: str) -> str:
-        """repr() of a Python expression evaluated silently in the notebook's kernel."""
-        return self.page.evaluate(KERNEL_EVAL, expr)
-
-    def json(self, expr: str) -> Any:
-        """A JSON-serialisable Python expression evaluated in the kernel."""
-        text = self.eval(f"__import__('json').dumps({expr})")
-        assert not text.startswith("ERROR"), f"{expr}: {text}"
-        return json.loads(ast.literal_eval(text))
-
-    def wait_value(self, expr: str, want: Any, timeout_ms: int = ROUND_TRIP_MS) -> None:
-        """Poll the kernel until ``expr`` (JSON) equals ``want``.
-
-        Polled from Python: Playwright's wait_for_function does not await a predicate that
-        returns a Promise (an async predicate is always truthy), so it cannot ask the kernel.
-        """
-        deadline = time.monotonic() + timeout_ms / 1000
-        while True:
-            now = self.json(expr)
-            if now == want:
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{expr} never became {want!r} in the kernel (now {now!r})")
-            time.sleep(0.1)  # polling interval, not a wait for a condition
-
-
-def write_notebook(lab: Lab, name: str, cells: list[str]) -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbformat.v4.new_markdown_cell(f"# {name} (written by tests/browser/test_lab_widgets.py)")]
-    nb.cells += [nbformat.v4.new_code_cell(src) for src in cells]
-    nbformat.write(nb, str(lab.root / name))
-
-
-@contextlib.contextmanager
-def open_notebook(lab: Lab, chromium: Any, name: str, cells: list[str]) -> Iterator[Notebook]:
-    """Write ``cells`` as notebook ``name`` in Lab's root, open it, run all; shut down after."""
-    write_notebook(lab, name, cells)
-    page = chromium.new_page()
-    nb = Notebook(lab, page, name)
-    page.on("dialog", lambda d: (nb.dialogs.append(f"{d.type}: {d.message}"), d.dismiss()))
-    page.on("pageerror", lambda e: nb.page_errors.append(str(e)))
-    try:
-        page.goto(lab.notebook_url(name))
-        try:
-            page.wait_for_function(KERNEL_IDLE, timeout=KERNEL_TIMEOUT_MS)
-        except PlaywrightTimeout:
-            pytest.fail(f"{name}: no idle kernel after {KERNEL_TIMEOUT_MS / 1000:.0f} s. Server "
-                        f"log:\n{lab.log_tail()}", pytrace=False)
-        start = time.monotonic()
-        page.evaluate(RUN_ALL)
-        try:
-            state = page.wait_for_function(RUN_STATE, timeout=RUN_TIMEOUT_MS, polling=250).json_value()
-        except PlaywrightTimeout:
-            pytest.fail(f"{name}: run-all did not finish in {RUN_TIMEOUT_MS / 1000:.0f} s. Server "
-                        f"log:\n{lab.log_tail()}", pytrace=False)
-        nb.run_seconds = time.monotonic() - start
-        assert state["runAll"]["ok"], state
-        assert state["errors"] == [], f"{name}: cells raised: {state['errors']}"
-        assert None not in state["counts"], state
-        print(f"\n{name}: run-all took {nb.run_seconds:.1f} s")
-        yield nb
-    finally:
-        kernel_id = page.evaluate(f"() => {PANEL}?.sessionContext?.session?.kernel?.id ?? null")
-        page.close()
-        if kernel_id:  # free the kernel (and the playground's thread) before the next notebook
-            with contextlib.suppress(Exception):
-                lab.api(f"/api/kernels/{kernel_id}", method="DELETE", timeout=20.0)
-
-
-def save(page_or_locator: Any, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page_or_locator.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
-
 
 def numbers(text: str) -> list[float]:
     return [float(x) for x in re.findall(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?", text)]
