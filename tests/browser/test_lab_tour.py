@@ -26,7 +26,7 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.browser.lab import SCREENSHOTS, Lab
-from tests.browser.lab_notebook import KERNEL_EVAL, KERNEL_IDLE, PANEL, RUN_ALL
+from tests.browser.lab_notebook import KERNEL_EVAL, KERNEL_IDLE, PANEL, RUN_ALL, Notebook
 
 pytestmark = [pytest.mark.browser, pytest.mark.embedded, pytest.mark.timeout(600)]
 
@@ -108,18 +108,10 @@ RENDERERS = f"""(i) => {{
 # ---- fixtures ------------------------------------------------------------------------------
 
 @dataclass
-class Tour:
-    lab: Lab
-    page: Any
-    sources: list[str]  # per cell; "" for markdown
+class Tour(Notebook):
+    sources: list[str] = field(default_factory=list)  # per cell; "" for markdown
     state: dict = field(default_factory=dict)
     widget_types: dict[int, str] = field(default_factory=dict)  # cell index -> class of Out[n]
-    run_seconds: float = 0.0
-    dialogs: list[str] = field(default_factory=list)
-    page_errors: list[str] = field(default_factory=list)
-
-    def cell(self, i: int) -> Any:
-        return self.page.locator(".jp-Notebook .jp-Cell").nth(i)
 
     def execution_count(self, i: int) -> int:
         return dict(self.state["counts"])[i]
@@ -137,7 +129,7 @@ def tour(jupyter_lab: Lab, chromium) -> Iterator[Tour]:
     nb = json.loads((jupyter_lab.root / NOTEBOOK).read_text(encoding="utf-8"))
     sources = ["".join(c["source"]) if c["cell_type"] == "code" else "" for c in nb["cells"]]
     page = chromium.new_page()
-    t = Tour(jupyter_lab, page, sources)
+    t = Tour(jupyter_lab, page, NOTEBOOK, sources=sources)
     page.on("dialog", lambda d: (t.dialogs.append(f"{d.type}: {d.message}"), d.dismiss()))
     page.on("pageerror", lambda e: t.page_errors.append(str(e)))
     page.goto(jupyter_lab.notebook_url(NOTEBOOK))
