@@ -77,3 +77,18 @@ export function formatValue(v: number): string {
   if (a !== 0 && (a < 1e-3 || a >= 1e5)) return v.toExponential(3);
   return v.toPrecision(4);
 }
+
+/** A 12 px wide vertical colour bar of `table` (colorTable's 256 RGB entries), high at the top,
+ * `height` px tall (clamped to 60..200). */
+export function colorBarCanvas(table: Uint8ClampedArray, height: number): HTMLCanvasElement {
+  const bar = document.createElement("canvas");
+  bar.width = 12;
+  bar.height = Math.max(60, Math.min(height, 200));
+  const ctx = bar.getContext("2d")!;
+  for (let y = 0; y < bar.height; y++) {
+    const k = Math.round((1 - y / (bar.height - 1)) * 255) * 3;
+    ctx.fillStyle = `rgb(${table[k]},${table[k + 1]},${table[k + 2]})`;
+    ctx.fillRect(0, y, 12, 1);
+  }
+  return bar;
+}

@@ -1,5 +1,7 @@
 // Small DOM helpers. Every piece of user or model text goes through textContent, never innerHTML.
 
+import { visibleToken } from "./tokens";
+
 export function h<K extends keyof HTMLElementTagNameMap>(
   tag: K,
   className?: string,
@@ -50,6 +52,23 @@ export function redrawWhenAttached(el: HTMLElement, redraw: () => void): () => v
   });
   obs.observe(el);
   return () => obs.disconnect();
+}
+
+/**
+ * Fill `box` with one label per grid column, `cellW` px wide (written vertically under 44 px,
+ * left out under 10 px): each label's text made visible (visibleToken), `title(i)` on hover.
+ */
+export function fillColumnLabels(box: HTMLElement, labels: readonly string[], cellW: number,
+                                 title: (i: number) => string): void {
+  box.replaceChildren();
+  box.classList.toggle("ms-vertical", cellW < 44);
+  if (cellW < 10) return;
+  labels.forEach((label, i) => {
+    const d = h("div", undefined, visibleToken(label ?? ""));
+    d.style.width = `${cellW}px`;
+    d.title = title(i);
+    box.append(d);
+  });
 }
 
 const STYLE_ID = "mechscope-style-v1";

@@ -5,7 +5,7 @@
 // cell), Shift+arrows (pan), 0 (reset). Every view is re-pooled, down to one cell per block.
 // Python side: src/mechscope/widgets/heatmap.py.
 import { decode, type EncodedArray } from "../lib/codec";
-import { colorIndex, colorTable, formatValue, INVALID_RGB, valueRange, type Range, type ScaleName } from "../lib/colors";
+import { colorBarCanvas, colorIndex, colorTable, formatValue, INVALID_RGB, valueRange, type Range, type ScaleName } from "../lib/colors";
 import { ensureStyle, h } from "../lib/dom";
 
 interface Stats {
@@ -220,15 +220,7 @@ function render({ model, el }: { model: HeatmapModel; el: HTMLElement }): () => 
     showCursor = false;
 
     colorbar.replaceChildren();
-    const cbar = document.createElement("canvas");
-    cbar.width = 12;
-    cbar.height = Math.max(60, Math.min(canvas.height, 200));
-    const bctx = cbar.getContext("2d")!;
-    for (let y = 0; y < cbar.height; y++) {
-      const k = Math.round((1 - y / (cbar.height - 1)) * 255) * 3;
-      bctx.fillStyle = `rgb(${table[k]},${table[k + 1]},${table[k + 2]})`;
-      bctx.fillRect(0, y, 12, 1);
-    }
+    const cbar = colorBarCanvas(table, canvas.height);
     colorbar.append(h("div", undefined, formatValue(range.hi)), cbar, h("div", undefined, formatValue(range.lo)));
 
     const notes: string[] = [];

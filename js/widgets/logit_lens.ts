@@ -2,8 +2,8 @@
 // text, coloured by top-1 probability / target probability / target rank (log scale).
 // Python side: src/mechscope/widgets/logit_lens.py.
 import { decode, type EncodedArray } from "../lib/codec";
-import { colorTable, INVALID_RGB } from "../lib/colors";
-import { choiceSelect, ensureStyle, h, redrawWhenAttached } from "../lib/dom";
+import { colorBarCanvas, colorTable, INVALID_RGB } from "../lib/colors";
+import { choiceSelect, ensureStyle, fillColumnLabels, h, redrawWhenAttached } from "../lib/dom";
 import { visibleToken } from "../lib/tokens";
 
 type Mode = "top1" | "target_prob" | "target_rank";
@@ -237,26 +237,9 @@ function render({ model, el }: { model: LensModel; el: HTMLElement }): () => voi
       rowLabels.append(d);
     }
     const tokens = model.get("tokens");
-    colLabels.replaceChildren();
-    colLabels.classList.toggle("ms-vertical", cellW < 44);
-    if (cellW >= 10) {
-      for (let p = 0; p < P; p++) {
-        const d = h("div", undefined, visibleToken(tokens[p] ?? ""));
-        d.style.width = `${cellW}px`;
-        d.title = JSON.stringify(tokens[p] ?? "");
-        colLabels.append(d);
-      }
-    }
+    fillColumnLabels(colLabels, tokens.slice(0, P), cellW, (p) => JSON.stringify(tokens[p] ?? ""));
     colorbar.replaceChildren();
-    const bar = document.createElement("canvas");
-    bar.width = 12;
-    bar.height = Math.max(60, Math.min(cssH, 200));
-    const bctx = bar.getContext("2d")!;
-    for (let y = 0; y < bar.height; y++) {
-      const k = Math.round((1 - y / (bar.height - 1)) * 255) * 3;
-      bctx.fillStyle = `rgb(${table[k]},${table[k + 1]},${table[k + 2]})`;
-      bctx.fillRect(0, y, 12, 1);
-    }
+    const bar = colorBarCanvas(table, cssH);
     const nanKey = h("div", undefined, "grey / = NaN");
     colorbar.append(h("div", undefined, hi), bar, h("div", undefined, lo), h("div", undefined, what), nanKey);
     placeCursor(false);

@@ -3,8 +3,8 @@
 // (when live) re-runs that patch and replies through `detail` with the top tokens before and
 // after, drawn beside the map as text. Python side: src/mechscope/widgets/patching_map.py.
 import { decode, type EncodedArray } from "../lib/codec";
-import { colorIndex, colorTable, formatValue, INVALID_RGB, valueRange } from "../lib/colors";
-import { choiceSelect, ensureStyle, h, redrawWhenAttached } from "../lib/dom";
+import { colorBarCanvas, colorIndex, colorTable, formatValue, INVALID_RGB, valueRange } from "../lib/colors";
+import { choiceSelect, ensureStyle, fillColumnLabels, h, redrawWhenAttached } from "../lib/dom";
 import { visibleToken } from "../lib/tokens";
 
 interface Top {
@@ -300,26 +300,9 @@ function render({ model, el }: { model: PatchingModel; el: HTMLElement }): () =>
       d.style.overflow = "visible";
       rowLabels.append(d);
     }
-    colLabels.replaceChildren();
-    colLabels.classList.toggle("ms-vertical", cellW < 44);
-    if (cellW >= 10) {
-      for (let c = 0; c < C; c++) {
-        const d = h("div", undefined, visibleToken(cl[c] ?? ""));
-        d.style.width = `${cellW}px`;
-        d.title = cellName(0, c).split("  |  ")[1];
-        colLabels.append(d);
-      }
-    }
+    fillColumnLabels(colLabels, cl.slice(0, C), cellW, (c) => cellName(0, c).split("  |  ")[1]);
     colorbar.replaceChildren();
-    const bar = document.createElement("canvas");
-    bar.width = 12;
-    bar.height = Math.max(60, Math.min(cssH, 200));
-    const bctx = bar.getContext("2d")!;
-    for (let y = 0; y < bar.height; y++) {
-      const k = Math.round((1 - y / (bar.height - 1)) * 255) * 3;
-      bctx.fillStyle = `rgb(${table[k]},${table[k + 1]},${table[k + 2]})`;
-      bctx.fillRect(0, y, 12, 1);
-    }
+    const bar = colorBarCanvas(table, cssH);
     const barBox = h("div", "ms-pmap-bar");
     const zeroTick = h("span", "ms-pmap-zero", "– 0");
     zeroTick.style.top = `${bar.height / 2 - 7}px`;
