@@ -74,6 +74,18 @@ KERNEL_EVAL = f"""async (expr) => {{
   return v.status === 'ok' ? v.data['text/plain'] : 'ERROR ' + v.ename + ': ' + v.evalue;
 }}"""
 
+# the renderers JupyterLab chose for cell i's outputs (Lumino widget tree): mime type, and
+# whether the rendered node holds a mechscope widget
+RENDERERS = f"""(i) => {{
+  const found = [];
+  const walk = (w) => {{
+    if (typeof w.mimeType === 'string') found.push([w.mimeType, !!w.node.querySelector('.ms-root')]);
+    for (const c of (w.widgets || [])) walk(c);
+  }};
+  walk({PANEL}.content.widgets[i].outputArea);
+  return found;
+}}"""
+
 ACTIVE_CELL = f"() => {PANEL}.content.activeCellIndex"
 
 # RGBA of a canvas at CSS pixel (x, y), whatever its device-pixel scale

@@ -120,7 +120,7 @@ def listeners(pid: int) -> list[tuple[int, str, int]]:
 
 
 @pytest.fixture(scope="module")
-def saved(jupyter_lab: Lab, chromium: Any, tmp_path_factory: Any) -> dict[str, Any]:
+def saved(jupyter_lab: Lab, chromium: Any) -> dict[str, Any]:
     """Run the notebook live in Lab, check it, save it from Lab; return what was seen."""
     root = f".jp-OutputArea-output {READY}"
     with open_notebook(jupyter_lab, chromium, NAME, CELLS) as nb:

@@ -36,9 +36,9 @@ from tests.browser import lab_notebook
 from tests.browser.lab import Lab
 from tests.browser.lab_notebook import (
     ACTIVE_CELL,
-    PANEL,
     PIXEL,
     RENDER_TIMEOUT_MS,
+    RENDERERS,
     ROUND_TRIP_MS,
     Notebook,
     save,
@@ -65,17 +65,6 @@ FILL_RECORDER = """(() => {
     return orig.call(this, text, x, y, ...rest);
   };
 })();"""
-
-# the renderers JupyterLab chose for cell i's outputs: mime type, holds a mechscope view?
-RENDERERS = f"""(i) => {{
-  const found = [];
-  const walk = (w) => {{
-    if (typeof w.mimeType === 'string') found.push([w.mimeType, !!w.node.querySelector('.ms-root')]);
-    for (const c of (w.widgets || [])) walk(c);
-  }};
-  walk({PANEL}.content.widgets[i].outputArea);
-  return found;
-}}"""
 
 CANVAS_HASH = """(c) => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
   let h = 0; for (let i = 0; i < d.length; i += 3) h = (h * 31 + d[i]) | 0; return h; }"""

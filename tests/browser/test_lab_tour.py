@@ -26,7 +26,7 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.browser.lab import SCREENSHOTS, Lab
-from tests.browser.lab_notebook import KERNEL_EVAL, KERNEL_IDLE, PANEL, RUN_ALL, Notebook
+from tests.browser.lab_notebook import KERNEL_EVAL, KERNEL_IDLE, PANEL, RENDERERS, RUN_ALL, Notebook
 
 pytestmark = [pytest.mark.browser, pytest.mark.embedded, pytest.mark.timeout(600)]
 
@@ -92,18 +92,6 @@ CANVAS_STATS = """(c) => {
   }
   return {width: c.width, height: c.height, colours: colours.size, transparent};
 }"""
-
-# the renderers JupyterLab chose for cell i's outputs (Lumino widget tree): mime type, and
-# whether the rendered node holds a mechscope widget
-RENDERERS = f"""(i) => {{
-  const found = [];
-  const walk = (w) => {{
-    if (typeof w.mimeType === 'string') found.push([w.mimeType, !!w.node.querySelector('.ms-root')]);
-    for (const c of (w.widgets || [])) walk(c);
-  }};
-  walk({PANEL}.content.widgets[i].outputArea);
-  return found;
-}}"""
 
 # ---- fixtures ------------------------------------------------------------------------------
 
