@@ -12,7 +12,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export TOKENIZERS_PARALLELISM := false
 
 .PHONY: setup install js model chromium lab test test-unit test-integration test-browser \
-        test-notebooks test-slow test-ndif ndif-env demo html lint bench clean
+        test-notebooks test-slow test-ndif ndif-env demo html lint bench clean docs
 
 ## ---- set-up (idempotent; each step says what it does) --------------------------------
 $(STAMP): pyproject.toml package.json package-lock.json
@@ -112,6 +112,21 @@ SITE ?= build/site
 .PHONY: site
 site: setup
 	$(PY) -m mechscope.publish --site "$(SITE)" notebooks/*.ipynb
+
+## the API reference from the docstrings (Sphinx autodoc, stock alabaster theme: offline, no CDN)
+## into build/docs/; open build/docs/index.html from disk. It links the notebooks site (make site)
+## as ../site/index.html. Warnings (broken reStructuredText in a docstring) are printed.
+DOCS_STAMP := $(VENV)/.mechscope-docs-installed
+DOCS_OUT ?= build/docs
+$(DOCS_STAMP): $(STAMP) pyproject.toml docs/extra_requirements.py
+	@echo "==> [docs] the docs extra of pyproject.toml (Sphinx, exact pins) into $(VENV)"
+	$(PY) -m pip install -r <($(PY) docs/extra_requirements.py)
+	@touch $@
+
+docs: install $(DOCS_STAMP)
+	@echo "==> [docs] sphinx-build docs -> $(DOCS_OUT)"
+	$(PY) -m sphinx -b html -E -q -d build/.docs-doctrees docs $(DOCS_OUT)
+	@echo "==> $(DOCS_OUT)/index.html (offline); the notebooks site it links: make site -> $(SITE)/index.html"
 
 lint: install js
 	$(VENV)/bin/ruff check src tests benchmarks
