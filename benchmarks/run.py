@@ -37,7 +37,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import mechscope  # noqa: E402
-from mechscope.interventions._trace import trace_kwargs  # noqa: E402
+from mechscope.models.trace import trace_kwargs  # noqa: E402
 from mechscope.metrics import logit_diff  # noqa: E402
 
 CLEAN = "The Eiffel Tower is in the city of"

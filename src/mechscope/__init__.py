@@ -9,11 +9,14 @@ Data flows one way: models -> interventions -> analysis -> widgets.
 True
 """
 
-from . import dynamics
+from importlib import import_module
+from typing import Any
+
 from .analysis.activations import ActivationsResult, activations
 from .analysis.logit_lens import LogitLensResult, logit_lens
 from .analysis.selectivity import SelectivityResult, selectivity
 from .errors import (
+    GenerationCancelled,
     InputError,
     MechscopeError,
     ModelLoadError,
@@ -24,7 +27,6 @@ from .interventions.ablation import Ablated, AblationResult, Target, ablate, hea
 from .interventions.patching import CellPatch, PatchingResult, patch, patch_cell
 from .interventions.steering import (
     Generation,
-    GenerationCancelled,
     SteeringSweep,
     SteeringVector,
     generate,
@@ -33,11 +35,29 @@ from .interventions.steering import (
     steering_vector,
 )
 from .models import Model, load, tiny_model
-from .publish import PublishReport, export_html, publish
 
 __version__ = "0.1.0"
 
-__all__ = [
+#: Public submodules, imported on first use (``mechscope.metrics.logit_diff`` works after a
+#: plain ``import mechscope``, and ``import mechscope`` stays as fast as before).
+SUBMODULES = ("analysis", "datasets", "dynamics", "errors", "interventions", "metrics", "models",
+              "publish", "validate", "widgets")
+#: Names of `mechscope.publish` also offered at the top level, imported on first use.
+_FROM_PUBLISH = ("PublishReport", "export_html", "publish_site")
+
+
+def __getattr__(name: str) -> Any:
+    if name in SUBMODULES:
+        return import_module(f".{name}", __name__)
+    if name in _FROM_PUBLISH:
+        return getattr(import_module(".publish", __name__), name)
+    raise AttributeError(f"module 'mechscope' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(SUBMODULES) | set(_FROM_PUBLISH))
+
+__all__ = [*SUBMODULES, *_FROM_PUBLISH,
     "Ablated",
     "AblationResult",
     "CellPatch",
@@ -50,7 +70,6 @@ __all__ = [
     "Model",
     "ModelLoadError",
     "PatchingResult",
-    "PublishReport",
     "RemoteError",
     "SelectivityResult",
     "SteeringSweep",
@@ -58,9 +77,7 @@ __all__ = [
     "Target",
     "UnsupportedArchitectureError",
     "ablate",
-    "dynamics",
     "activations",
-    "export_html",
     "generate",
     "heads",
     "layer",
@@ -69,7 +86,6 @@ __all__ = [
     "neurons",
     "patch",
     "patch_cell",
-    "publish",
     "selectivity",
     "steering_playground",
     "steering_sweep",

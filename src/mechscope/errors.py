@@ -21,3 +21,7 @@ class InputError(MechscopeError, ValueError):
 
 class RemoteError(MechscopeError):
     """NDIF could not be reached, refused the request, or did not answer in time."""
+
+
+class GenerationCancelled(MechscopeError):
+    """`mechscope.generate` stopped early because its ``should_stop`` callback returned True."""

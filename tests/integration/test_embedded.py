@@ -6,6 +6,7 @@ import gc
 import os
 import time
 
+import nnsight
 import numpy as np
 import pytest
 import torch
@@ -66,7 +67,7 @@ def test_top_next_token_is_paris(embedded):
     with torch.no_grad():
         hf_logits = embedded.hf(ids).logits[0, -1]
     with torch.no_grad(), embedded.nn.trace(ids):
-        nn_logits = embedded.nn.output.logits[0, -1].save()
+        nn_logits = nnsight.save(embedded.nn.output.logits[0, -1])
     torch.testing.assert_close(nn_logits, hf_logits, rtol=0, atol=1e-4)
     probs = torch.softmax(hf_logits, -1)
     assert int(probs.argmax()) == PARIS

@@ -55,7 +55,7 @@ def test_remote_local_equals_local(tiny):
 
 def test_result_fields_and_metric(tiny_llama):
     m = logit_diff(5, 7)
-    r = mechscope.ablate(tiny_llama, PROMPT, mechscope.layer(1, "mlp"), metric=m, k=5)
+    r = mechscope.ablate(tiny_llama, PROMPT, mechscope.layer(1, "mlp"), metric=m, top_k=5)
     assert r.metric_name == "logit_diff(5, 7)"
     assert r.clean_metric == pytest.approx(float(r.clean_logits[5] - r.clean_logits[7]), abs=1e-5)
     assert r.ablated_metric == pytest.approx(float(r.ablated_logits[5] - r.ablated_logits[7]), abs=1e-5)

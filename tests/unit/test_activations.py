@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import mechscope
+from mechscope import InputError
 from tests.helpers import model_fingerprint
 
 PROMPT = "The Eiffel Tower is in the city of Paris"
@@ -77,11 +78,14 @@ def test_resid_dimension_matches_torch_hooks(tiny_llama):
     np.testing.assert_allclose(r.values, torch.stack([a[:, 5] for a in acts]).numpy(), atol=1e-5)
 
 
-def test_layer_subset_keeps_the_requested_order(tiny_llama):
+def test_layer_subset_comes_back_in_model_order_and_duplicates_are_refused(tiny_llama):
     full = mechscope.activations(tiny_llama, PROMPT)
-    r = mechscope.activations(tiny_llama, PROMPT, layers=[-1, 0, 1])
-    assert r.layers == [1, 0, 1]
-    np.testing.assert_array_equal(r.values, full.values[[1, 0, 1]])
+    r = mechscope.activations(tiny_llama, PROMPT, layers=[-1, 0])
+    assert r.layers == [0, 1]
+    np.testing.assert_array_equal(r.values, full.values[[0, 1]])
+    assert mechscope.activations(tiny_llama, PROMPT, layers=1).layers == [1]
+    with pytest.raises(InputError, match=r"layers \[-1, 0, 1\] names the same layer twice \(1\)"):
+        mechscope.activations(tiny_llama, PROMPT, layers=[-1, 0, 1])
 
 
 def test_repeated_calls_are_identical_and_leave_the_model_alone(tiny_llama):
@@ -101,7 +105,7 @@ def test_to_pandas(tiny_llama):
     frame = r.to_pandas()
     assert isinstance(frame, pd.DataFrame)
     assert frame.shape == r.values.shape
-    assert frame.index.name == "layer" and list(frame.index) == [1, 0]
+    assert frame.index.name == "layer" and list(frame.index) == [0, 1]  # model order
     assert frame.columns.names == ["position", "token"]
     assert list(frame.columns.get_level_values("token")) == r.tokens
     assert list(frame.columns.get_level_values("position")) == list(range(len(r.tokens)))

@@ -6,9 +6,11 @@ import pytest
 import torch
 
 import mechscope
-from mechscope import UnsupportedArchitectureError
+from mechscope import InputError, UnsupportedArchitectureError
 from mechscope.models.adapters import ADAPTERS, SITES, adapter_for, get_module
+from mechscope.models.sites import site
 from mechscope.models.tiny import tiny_tokenizer
+from mechscope.models.trace import save
 
 # tiny_model defaults: 2 layers, d_model 64, 4 heads, d_mlp 128.
 SIZES = {"n_layers": 2, "d_model": 64, "d_mlp": 128, "n_heads": 4, "d_head": 16}
@@ -30,9 +32,9 @@ def test_sizes_follow_the_config():
 def test_every_site_path_resolves(tiny):
     a = tiny.adapter
     for layer in range(tiny.n_layers):
-        for site in SITES:
-            module = tiny.hf_module(site, layer)
-            assert module is get_module(tiny.hf, a.site_path(site, layer))
+        for name in SITES:
+            module = tiny.hf_module(name, layer)
+            assert module is get_module(tiny.hf, a.site_path(name, layer))
             assert isinstance(module, torch.nn.Module)
     for path in (a.embed_path, a.final_norm_path, a.unembed_path, a.layers_path):
         assert isinstance(tiny.hf_module_at(path), torch.nn.Module)
@@ -41,30 +43,58 @@ def test_every_site_path_resolves(tiny):
     assert tiny.envoy("neurons", 1)._module is tiny.hf_module("neurons", 1)
 
 
-def test_site_shapes_inside_a_trace(tiny):
+#: Every per-layer site, in the order a forward pass reaches it.
+_EXECUTION_ORDER = ("resid_pre", "heads", "attn", "neurons", "mlp", "resid")
+
+
+def _plain_hook_values(tiny, ids):
+    """Each site's tensor at each layer from plain torch forward hooks on the HF modules."""
+    seen = {}
+    hooks = []
+    for layer in range(tiny.n_layers):
+        for name in _EXECUTION_ORDER:
+            s = site(name)
+            module = get_module(tiny.hf, tiny.adapter.module_path(s.module, layer))
+
+            def hook(mod, args, kwargs, out, key=(layer, name), port=s.port):
+                value = (args[0] if args else next(iter(kwargs.values()))) if port == "input" else out
+                seen[key] = (value[0] if isinstance(value, tuple) else value).detach().clone()
+
+            hooks.append(module.register_forward_hook(hook, with_kwargs=True))
+    try:
+        with torch.no_grad():
+            logits = tiny.hf(ids).logits
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen, logits
+
+
+def test_site_refs_read_what_plain_hooks_see(tiny):
     ids = tiny.to_tokens(PROMPT)
     n = ids.shape[1]
-    saved = {}
-    # Sites are read in execution order: heads input, attn output, neurons input, mlp output, block output.
-    with torch.no_grad(), tiny.nn.trace(ids):
-        for layer in range(tiny.n_layers):
-            heads = tiny.envoy("heads", layer).input
-            attn = tiny.envoy("attn", layer).output
-            neurons = tiny.envoy("neurons", layer).input
-            mlp = tiny.envoy("mlp", layer).output
-            resid = tiny.envoy("resid", layer).output
-            saved[layer, "heads"] = heads.save()
-            saved[layer, "attn"] = (attn[0] if isinstance(attn, tuple) else attn).save()
-            saved[layer, "neurons"] = neurons.save()
-            saved[layer, "mlp"] = mlp.save()
-            saved[layer, "resid"] = (resid[0] if isinstance(resid, tuple) else resid).save()
-        logits = tiny.nn.output.logits.save()
-    expected = {"resid": tiny.d_model, "attn": tiny.d_model, "mlp": tiny.d_model,
-                "neurons": tiny.d_mlp, "heads": tiny.n_heads * tiny.d_head}
-    for layer in range(tiny.n_layers):
-        for site, width in expected.items():
-            assert tuple(saved[layer, site].shape) == (1, n, width), (layer, site)
-    assert tuple(logits.shape) == (1, n, tiny.vocab_size)
+    expected, ref_logits = _plain_hook_values(tiny, ids)
+    refs = {(layer, name): tiny.at(name, layer)
+            for layer in range(tiny.n_layers) for name in _EXECUTION_ORDER}
+    unembed = tiny.logits()
+    with tiny.trace(ids):
+        got = save({key: ref.read() for key, ref in refs.items()})
+        logits = save(unembed.all())
+    for (layer, name), value in got.items():
+        assert tuple(value.shape) == (1, n, tiny.width(name)), (layer, name)
+        torch.testing.assert_close(value, expected[layer, name], rtol=0, atol=1e-6)
+    torch.testing.assert_close(logits, ref_logits, rtol=0, atol=1e-5)
+    assert not hasattr(logits, "save")  # nnsight's PYMOUNT is off: results carry no .save
+
+
+def test_site_vocabulary_aliases_and_errors(tiny):
+    assert site("mlp_neurons") is site("neurons") and site("z") is site("heads")
+    assert tiny.units("heads") == tiny.n_heads and tiny.width("heads") == tiny.n_heads * tiny.d_head
+    assert tiny.at("resid", -1).layer == tiny.n_layers - 1
+    with pytest.raises(InputError, match="site must be one of .* got 'mlp_output'"):
+        site("mlp_output")
+    with pytest.raises(InputError, match=r"for patch, got 'neurons' \(the MLP neurons"):
+        site("neurons", allowed=("resid", "heads"), verb="patch")
 
 
 def _tiny_bert():

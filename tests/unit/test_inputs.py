@@ -79,7 +79,8 @@ def test_empty_layer_list(tiny_llama):
     ("neurons", 128, 128), ("neurons", -129, 128), ("resid", 64, 64), ("mlp", 1000, 64),
 ])
 def test_neuron_out_of_range(tiny_llama, site, neuron, width):
-    msg = f"neuron {neuron} is out of range for {site}: width {width} (0..{width - 1})"
+    unit = "neuron" if site == "neurons" else f"{site} dimension"
+    msg = f"{unit} {neuron} is out of range: there are {width} {unit}s (0..{width - 1}; negative"
     with pytest.raises(InputError, match=re.escape(msg)):
         mechscope.activations(tiny_llama, "hello", site=site, neuron=neuron)
 

@@ -14,13 +14,14 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import nnsight
 import numpy as np
 import pytest
 import torch
 
 import mechscope
 from mechscope.errors import ModelLoadError, RemoteError
-from mechscope.interventions._trace import trace_kwargs
+from mechscope.models.trace import trace_kwargs
 from tests.helpers import model_fingerprint
 
 KEY = "planted-secret-key-7f3a9c"
@@ -232,7 +233,7 @@ def test_submit_poll_download_pushes_saved_values(tiny_llama, with_key):
     with _Server(route) as srv:
         model.info["remote_host"] = srv.host
         with torch.no_grad(), model.nn.trace(ids, **trace_kwargs(model)):
-            out = model.nn.lm_head.output.save()
+            out = nnsight.save(model.nn.lm_head.output)
     assert torch.equal(out, canned)
     assert len(polls) == 3
 

@@ -120,7 +120,7 @@ def test_ablation_effect_equals_ablating_each_neuron(tiny_llama, method):
 @pytest.mark.parametrize("kwargs, message", [
     ({"effect_top": 0}, "effect_top must be a positive int"),
     ({"effect_method": "mean_ish"}, "effect_method must be"),
-    ({"site": "resid"}, "use site='mlp'"),
+    ({"site": "resid"}, "use site='neurons'"),
 ])
 def test_ablation_effect_bad_inputs(tiny_llama, kwargs, message):
     from mechscope.metrics import kl_to_clean

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import nnsight
 import numpy as np
 import torch
 
-from ..errors import InputError
-from ..interventions._trace import trace_kwargs
 from ..models.model import Model
+from ..models.sites import site as get_site
+from ..models.trace import save
+from ..validate import check_model, index
 
 #: Sites `activations` can read, and what their per-cell value is.
 _SITES = ("resid", "attn", "mlp", "neurons")
@@ -73,39 +73,28 @@ def activations(model: Model, prompt: str, *, site: str = "resid", neuron: int |
 
     The value per cell is the L2 norm of the site's vector, or with ``neuron=i`` that
     unit's activation (a residual-stream dimension for resid/attn/mlp; an MLP neuron,
-    post-nonlinearity, for ``site="neurons"``).
+    post-nonlinearity, for ``site="neurons"``). ``layers``: an int or a list (default all;
+    negative count from the end; duplicates refused; rows in model order).
     """
-    if site not in _SITES:
-        raise InputError(f"site must be one of {_SITES}, got {site!r}.")
-    chosen = [model.check_layer(layer) for layer in (layers if layers is not None else range(model.n_layers))]
-    if not chosen:
-        raise InputError("layers is empty: give at least one layer.")
-    width = model.d_mlp if site == "neurons" else model.d_model
+    check_model(model, "activations")
+    site = get_site(site, allowed=_SITES, verb="activations").name
+    chosen = model.check_layers(layers)
+    width = model.width(site)
     if neuron is not None:
-        if isinstance(neuron, bool) or not isinstance(neuron, int | np.integer):
-            raise InputError(f"neuron must be an int, got {neuron!r}.")
-        if not -width <= neuron < width:
-            raise InputError(f"neuron {neuron} is out of range for {site}: width {width} (0..{width - 1}).")
-        neuron = int(neuron) % width
+        neuron = index(neuron, width, "neuron", "neuron" if site == "neurons" else f"{site} dimension")
     ids = model.to_tokens(prompt)
-    tokens = [model.tokenizer.decode([i]) for i in ids[0].tolist()]
+    tokens = model.decode_tokens(ids)
+    refs = [model.at(site, layer) for layer in chosen]
 
-    unique = sorted(set(chosen))
-    with torch.no_grad(), model.nn.trace(ids, **trace_kwargs(model)):
+    with model.trace(ids):
         # Reduce to one number per token inside the trace: only (layers, tokens) floats leave
-        # it, which matters on NDIF. Everything that leaves goes through nnsight.save.
+        # it, which matters on NDIF. Everything that leaves goes through save.
         per_layer = []
-        for layer in unique:
-            env = model.envoy(site, layer)
-            value = env.input if site == "neurons" else env.output
-            if isinstance(value, tuple):
-                value = value[0]
-            act = value[0].float()
+        for ref in refs:
+            act = ref.read()[0].float()
             per_layer.append(act.norm(dim=-1) if neuron is None else act[:, neuron])
-        stacked = nnsight.save(torch.stack(per_layer))
-    by_layer = dict(zip(unique, stacked, strict=True))
-    rows = [by_layer[layer] for layer in chosen]
-    values = torch.stack(rows).cpu().numpy().astype(np.float32)
+        stacked = save(torch.stack(per_layer))
+    values = stacked.cpu().numpy().astype(np.float32)
     return ActivationsResult(
         values=values, tokens=tokens, layers=chosen, site=site,
         quantity="norm" if neuron is None else f"unit {neuron}", prompt=prompt,

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import nnsight
 import numpy as np
 import torch
 
-from ..errors import InputError
-from ..interventions._trace import trace_kwargs
 from ..models.model import Model
+from ..models.trace import save
+from ..validate import check_model, check_top_k
 
 #: Positions decoded at once per layer (bounds the transient positions x vocab block).
 CHUNK = 64
@@ -72,24 +71,27 @@ class LogitLensResult:
 
 def logit_lens(model: Model, prompt: str, *, top_k: int = 5, target: str | int | None = None,
                layers: list[int] | None = None) -> LogitLensResult:
-    """Apply the final norm and unembedding to each layer's residual output (block output)."""
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= 100:
-        raise InputError(f"top_k must be an int in 1..100, got {top_k!r}.")
-    chosen = sorted({model.check_layer(layer) for layer in (layers if layers is not None else range(model.n_layers))})
-    if not chosen:
-        raise InputError("layers is empty: give at least one layer.")
+    """Apply the final norm and unembedding to each layer's residual output (block output).
+
+    ``layers``: an int or a list (default all; negative count from the end; see
+    `mechscope.validate`); ``top_k``: 1..100 top tokens per cell; ``target``: a single token
+    whose probability and rank are kept per cell.
+    """
+    check_model(model, "logit_lens")
+    top_k = check_top_k(top_k, model.vocab_size)
+    chosen = model.check_layers(layers)
     target_id = model.to_single_token(target) if target is not None else None
     ids = model.to_tokens(prompt)
     n = int(ids.shape[1])
-    tokens = [model.tokenizer.decode([i]) for i in ids[0].tolist()]
+    tokens = model.decode_tokens(ids)
     norm = model.envoy_at(model.adapter.final_norm_path)
     unembed = model.envoy_at(model.adapter.unembed_path)
+    refs = [model.at("resid", layer) for layer in chosen]
 
-    with torch.no_grad(), model.nn.trace(ids, **trace_kwargs(model)):
+    with model.trace(ids):
         per_layer = []
-        for layer in chosen:
-            out = model.envoy("resid", layer).output
-            resid = out[0] if isinstance(out, tuple) else out
+        for ref in refs:
+            resid = ref.read()
             idx_chunks, prob_chunks, tprob_chunks, trank_chunks = [], [], [], []
             for start in range(0, n, CHUNK):
                 logits = unembed(norm(resid[:, start:start + CHUNK])).float()[0]
@@ -105,7 +107,7 @@ def logit_lens(model: Model, prompt: str, *, top_k: int = 5, target: str | int |
             if target_id is not None:
                 entry += [torch.cat(tprob_chunks), torch.cat(trank_chunks)]
             per_layer.append(entry)
-        saved = nnsight.save(per_layer)
+        saved = save(per_layer)
 
     top_ids = np.stack([e[0].cpu().numpy() for e in saved]).astype(np.int64)
     top_probs = np.stack([e[1].cpu().numpy() for e in saved]).astype(np.float32)

@@ -40,13 +40,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..errors import InputError
-from ..interventions._trace import trace_kwargs
 from ..models.model import Model
+from ..models.sites import site as get_site
+from ..models.trace import save
+from ..validate import as_int, check_model
 
-_SITES = {"mlp": "neurons", "neurons": "neurons", "resid": "resid"}
+_SITES = ("neurons", "resid", "attn", "mlp")
 
 
 @dataclass(frozen=True)
@@ -145,24 +146,25 @@ def selectivity_index(class_means: np.ndarray, floor: np.ndarray | float = 0.0
 
 
 def selectivity(model: Model, examples: Mapping[str, Sequence[str]], layer: int, *,
-                site: str = "mlp", batch_size: int = 16, effect_metric: Any = None,
+                site: str = "neurons", batch_size: int = 16, effect_metric: Any = None,
                 effect_prompts: Sequence[str] | None = None, effect_top: int = 20,
                 effect_method: str = "zero", effect_reference: Sequence[str] | None = None,
                 ) -> SelectivityResult:
-    """Class selectivity of every unit at ``layer`` (site "mlp": MLP neurons; "resid": dimensions).
+    """Class selectivity of every unit of ``site`` at ``layer``: "neurons" (MLP neurons, the
+    default) or a d_model-wide site ("resid", "attn", "mlp": the module outputs, per dimension).
 
     With ``effect_metric`` (a `mechscope.metrics` metric, e.g. ``kl_to_clean()``), the
     ``effect_top`` most selective neurons are each ablated (``effect_method``: "zero", "mean"
     or "resample"; the last two draw from ``effect_reference``, default: all example texts) on
     ``effect_prompts`` (default: every example text) and the mean metric change is stored in
-    ``ablation_effect``. Only MLP neurons can be ablated this way (site "mlp").
+    ``ablation_effect``. Only MLP neurons can be ablated this way (site "neurons").
     """
-    if site not in _SITES:
-        raise InputError(f"site must be one of {sorted(_SITES)}, got {site!r}.")
+    check_model(model, "selectivity")
+    site = get_site(site, allowed=_SITES, verb="selectivity").name
     if effect_metric is not None:
-        if _SITES[site] != "neurons":
-            raise InputError("effect_metric ablates MLP neurons: use site='mlp'.")
-        if isinstance(effect_top, bool) or not isinstance(effect_top, int | np.integer) or effect_top < 1:
+        if site != "neurons":
+            raise InputError("effect_metric ablates MLP neurons: use site='neurons'.")
+        if as_int(effect_top, "effect_top") < 1:
             raise InputError(f"effect_top must be a positive int, got {effect_top!r}.")
         if effect_method not in ("zero", "mean", "resample"):
             raise InputError(f"effect_method must be 'zero', 'mean' or 'resample', got {effect_method!r}.")
@@ -182,22 +184,20 @@ def selectivity(model: Model, examples: Mapping[str, Sequence[str]], layer: int,
             texts.append(text)
             labels.append(str(label))
     classes = [str(c) for c in examples]
-    hf_site = _SITES[site]
+    ref = model.at(site, layer)
 
     token_acts: list[np.ndarray] = []
     text_tokens: list[list[str]] = []
     for start in range(0, len(texts), batch_size):
         batch = texts[start:start + batch_size]
         enc = model.tokenizer(batch, return_tensors="pt", padding=True)
-        with torch.no_grad(), model.nn.trace(dict(enc), **trace_kwargs(model)):
-            env = model.envoy(hf_site, layer)
-            acts = (env.input if hf_site == "neurons" else env.output)
-            acts = (acts[0] if isinstance(acts, tuple) else acts).save()
+        with model.trace(dict(enc)):
+            acts = save(ref.read())
         mask = enc["attention_mask"].bool()
         for row in range(len(batch)):
             keep = mask[row]
             token_acts.append(acts[row][keep].float().cpu().numpy())
-            text_tokens.append([model.tokenizer.decode([i]) for i in enc["input_ids"][row][keep].tolist()])
+            text_tokens.append(model.decode_tokens(enc["input_ids"][row][keep]))
 
     width = token_acts[0].shape[1]
     sums = np.zeros((len(classes), width), dtype=np.float64)

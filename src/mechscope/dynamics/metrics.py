@@ -51,14 +51,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import nnsight
 import numpy as np
 import torch
 
 from ..analysis.selectivity import selectivity
 from ..errors import InputError
-from ..interventions._trace import trace_kwargs
 from ..models.model import Model
+from ..models.trace import save
 
 #: Behaviour metrics every checkpoint gets.
 BEHAVIOUR = ("first_loss", "repeated_loss", "icl_score")
@@ -210,22 +209,14 @@ def attention_and_losses(model: Model, tokens: np.ndarray) -> tuple[np.ndarray, 
     Attention weights exist only in eager attention (sdpa and flash kernels never form them):
     the model is switched to eager for this trace and back to what it was afterwards.
     """
-    hf: Any = model.hf
-    previous = getattr(hf.config, "_attn_implementation", None)
-    switch = previous != "eager"
-    if switch:
-        hf.set_attn_implementation("eager")
     ids = torch.as_tensor(np.asarray(tokens), dtype=torch.long)
-    try:
-        with torch.no_grad(), model.nn.trace(ids, **trace_kwargs(model)):
-            saved = []
-            for layer in range(model.n_layers):
-                saved.append(model.envoy("attn", layer).output[1])
-            saved.append(model.envoy_at(model.adapter.unembed_path).output)
-            saved = nnsight.save(saved)
-    finally:
-        if switch and previous is not None:
-            hf.set_attn_implementation(previous)
+    refs = [model.at("pattern", layer) for layer in range(model.n_layers)]
+    unembed = model.logits()
+    with model.eager_attention():
+        with model.trace(ids):
+            saved = [ref.read() for ref in refs]
+            saved.append(unembed.all())
+            saved = save(saved)
     if any(p is None for p in saved[:-1]):
         raise InputError(f"{model.name}'s attention modules returned no weights even with eager "
                          "attention; this architecture cannot give attention patterns.")

@@ -49,13 +49,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import nnsight
 import numpy as np
 import torch
 
 from ..errors import InputError
 from ..models.model import Model
-from ._trace import trace_kwargs
+from ..models.sites import site as get_site
+from ..models.trace import save
+from ..validate import as_int, check_model, check_top_k, index_list, prompt_list
 from .metrics import BoundMetric, Metric, as_metric
 
 METHODS = ("zero", "mean", "resample")
@@ -63,18 +64,13 @@ _LAYER_SITES = ("mlp", "attn")
 
 
 # ---- targets -------------------------------------------------------------------------------
-def _as_index(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise InputError(f"{what} must be an int, got {type(value).__name__} {value!r}.")
-    return int(value)
-
-
 def _as_indices(values: Any, what: str) -> tuple[int, ...]:
+    """An int or a list of ints as given (ranges are checked against a model by `Target.resolve`)."""
     if isinstance(values, int | np.integer) and not isinstance(values, bool):
         values = [values]
     if isinstance(values, str | bytes) or not isinstance(values, Sequence | np.ndarray | range):
-        raise InputError(f"{what} must be a list of ints, got {values!r}.")
-    out = tuple(_as_index(v, what) for v in values)
+        raise InputError(f"{what} must be an int or a list of ints, got {values!r}.")
+    out = tuple(as_int(v, what) for v in values)
     if not out:
         raise InputError(f"{what} is empty: name at least one.")
     return out
@@ -98,41 +94,27 @@ class Target:
         return f"{self.kind} L{self.layer} {list(self.indices)}"
 
     def resolve(self, model: Model) -> _Resolved:
-        """Check ranges against ``model`` and return the module, port and columns to edit."""
+        """Check ranges against ``model`` and return the site and columns to edit."""
         layer = model.check_layer(self.layer)
         if self.kind == "layer":
-            site, width, cols = self.site, model.d_model, None
-            port = "output"
-            desc = f"{self.site} L{layer}"
+            return _Resolved(site=self.site, layer=layer, cols=None, width=model.d_model,
+                             desc=f"{self.site} L{layer}")
+        unit = get_site(self.kind).unit
+        norm = index_list(list(self.indices), model.units(self.kind),
+                          f"{self.kind} at layer {layer}", unit)
+        if self.kind == "neurons":
+            cols = torch.tensor(norm, dtype=torch.long)
         else:
-            count = model.d_mlp if self.kind == "neurons" else model.n_heads
-            unit = "neuron" if self.kind == "neurons" else "head"
-            norm = []
-            for i in self.indices:
-                if not -count <= i < count:
-                    raise InputError(
-                        f"{unit} {i} is out of range at layer {layer}: this model has {count} "
-                        f"{unit}s per layer (0..{count - 1}; negative indices count from the end)."
-                    )
-                norm.append(i % count)
-            if len(set(norm)) != len(norm):
-                raise InputError(f"{self.kind} {list(self.indices)} names the same {unit} twice.")
-            site, port = self.kind, "input"
-            width = model.d_mlp if self.kind == "neurons" else model.n_heads * model.d_head
-            if self.kind == "neurons":
-                cols = torch.tensor(norm, dtype=torch.long)
-            else:
-                d = model.d_head
-                cols = torch.cat([torch.arange(h * d, (h + 1) * d) for h in norm])
-            desc = f"{self.kind} L{layer} {norm}"
-        return _Resolved(site=site, layer=layer, port=port, cols=cols, width=width, desc=desc)
+            d = model.d_head
+            cols = torch.cat([torch.arange(h * d, (h + 1) * d) for h in norm])
+        return _Resolved(site=self.kind, layer=layer, cols=cols, width=model.width(self.kind),
+                         desc=f"{self.kind} L{layer} {norm}")
 
 
 @dataclass(frozen=True)
 class _Resolved:
-    site: str
+    site: str  # "neurons", "heads" (a slice of them) or "mlp" / "attn" (the whole output)
     layer: int
-    port: str  # "input" (neurons, heads) or "output" (whole mlp / attn)
     cols: torch.Tensor | None  # None = every column
     width: int
     desc: str
@@ -144,44 +126,29 @@ class _Resolved:
 
 def neurons(layer: int, indices: Sequence[int] | int) -> Target:
     """MLP neurons ``indices`` at ``layer`` (post-nonlinearity; negative indices count from the end)."""
-    return Target("neurons", _as_index(layer, "layer"), _as_indices(indices, "neuron indices"))
+    return Target("neurons", as_int(layer, "layer"), _as_indices(indices, "neuron indices"))
 
 
 def heads(layer: int, indices: Sequence[int] | int) -> Target:
     """Attention heads ``indices`` at ``layer`` (negative indices count from the end)."""
-    return Target("heads", _as_index(layer, "layer"), _as_indices(indices, "head indices"))
+    return Target("heads", as_int(layer, "layer"), _as_indices(indices, "head indices"))
 
 
 def layer(layer: int, site: str = "mlp") -> Target:
     """The whole output of the MLP (``site="mlp"``) or attention (``site="attn"``) at ``layer``."""
-    if site not in _LAYER_SITES:
-        raise InputError(f"site must be one of {_LAYER_SITES}, got {site!r}.")
-    return Target("layer", _as_index(layer, "layer"), (), site)
+    site = get_site(site, allowed=_LAYER_SITES, verb="layer").name
+    return Target("layer", as_int(layer, "layer"), (), site)
 
 
 # ---- the edit inside a trace -----------------------------------------------------------------
-def _site_value(env: Any, port: str) -> torch.Tensor:
-    """The tensor to read or edit in place: a module's first input or (first) output."""
-    value = env.input if port == "input" else env.output
-    return value[0] if isinstance(value, tuple) else value
-
-
-def _check_prompts(model: Model, prompts: Any, what: str) -> list[str]:
-    if isinstance(prompts, str) or not isinstance(prompts, Sequence) or not prompts:
-        raise InputError(f"{what} must be a non-empty list of prompts, got {prompts!r}.")
-    for p in prompts:
-        model.to_tokens(p)  # raises a clear InputError for a bad prompt
-    return list(prompts)
-
-
 def _mean_activation(model: Model, spec: _Resolved, reference: list[str]) -> torch.Tensor:
     """Mean of the target's columns over every non-padding position of ``reference``: (n_cols,)."""
     enc = model.tokenizer(reference, return_tensors="pt", padding=True)
-    env = model.envoy(spec.site, spec.layer)
-    port, cols = spec.port, spec.cols
-    with torch.no_grad(), model.nn.trace(dict(enc), **trace_kwargs(model)):
-        act = _site_value(env, port)
-        acts = nnsight.save(act if cols is None else act[:, :, cols])
+    ref = model.at(spec.site, spec.layer)
+    cols = spec.cols
+    with model.trace(dict(enc)):
+        act = ref.read()
+        acts = save(act if cols is None else act[:, :, cols])
     mask = enc["attention_mask"].bool()
     return acts.float()[mask].mean(0).to(acts.dtype)
 
@@ -209,17 +176,17 @@ def _ablated_logits(model: Model, ids: torch.Tensor, spec: _Resolved, method: st
     rows = [ids] * (2 if with_clean else 1) + ([ref_ids] if ref_ids is not None else [])
     batch = torch.cat(rows)
     row = 1 if with_clean else 0
-    env = model.envoy(spec.site, spec.layer)
-    unembed = model.envoy_at(model.adapter.unembed_path)
-    port, cols = spec.port, spec.cols
+    ref = model.at(spec.site, spec.layer)
+    unembed = model.logits()
+    cols = spec.cols
     if method == "zero":
         value: torch.Tensor | None = torch.zeros(())
     elif method == "mean":
         value = mean
     else:
         value = None  # resample: read from the last row inside the trace
-    with torch.no_grad(), model.nn.trace(batch, **trace_kwargs(model)):
-        act = _site_value(env, port)
+    with model.trace(batch):
+        act = ref.read()
         if value is None:
             value = act[-1] if cols is None else act[-1][:, cols]
             value = value.clone()
@@ -227,14 +194,14 @@ def _ablated_logits(model: Model, ids: torch.Tensor, spec: _Resolved, method: st
             act[row] = value
         else:
             act[row, :, cols] = value
-        logits = unembed.output[:, -1].save()
+        logits = save(unembed.all()[:, -1])
     logits = logits.float()
     return (logits[0] if with_clean else None), logits[row]
 
 
 # ---- results -------------------------------------------------------------------------------
-def _top(logits: np.ndarray, k: int) -> np.ndarray:
-    return np.argsort(-logits, kind="stable")[:k]
+def _top(logits: np.ndarray, top_k: int) -> np.ndarray:
+    return np.argsort(-logits, kind="stable")[:top_k]
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -246,7 +213,7 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 class AblationResult:
     """Final-position logits (and a metric) of one prompt with and without an ablation.
 
-    ``top_clean``/``top_ablated`` are the ``k`` most likely next tokens (ids in
+    ``top_clean``/``top_ablated`` are the ``top_k`` most likely next tokens (ids in
     ``top_clean_ids``/``top_ablated_ids``) before and after; ``clean_metric``/``ablated_metric``
     are None when no metric was given.
     """
@@ -320,13 +287,13 @@ class AblationResult:
 
 def _result(model: Model, prompt: str, ids: torch.Tensor, spec: _Resolved, method: str,
             clean: torch.Tensor, ablated: torch.Tensor, metric: BoundMetric | None,
-            reference: list[str], picked: int | None, seed: int, k: int) -> AblationResult:
+            reference: list[str], picked: int | None, seed: int, top_k: int) -> AblationResult:
     cm = am = None
     if metric is not None:
         cm = float(metric(clean[None], clean[None])[0])
         am = float(metric(ablated[None], clean[None])[0])
     c, a = clean.numpy().astype(np.float32), ablated.numpy().astype(np.float32)
-    tc, ta = _top(c, k), _top(a, k)
+    tc, ta = _top(c, top_k), _top(a, top_k)
     dec = model.tokenizer.decode
     return AblationResult(
         prompt=prompt, tokens=[dec([i]) for i in ids[0].tolist()], target=spec.desc,
@@ -353,7 +320,7 @@ class Ablated:
     reference: list[str]
     seed: int
     metric: Metric | BoundMetric | None = None
-    k: int = 10
+    top_k: int = 10
     _mean: torch.Tensor | None = field(default=None, repr=False)
     _open: bool = field(default=True, repr=False)
 
@@ -406,22 +373,21 @@ class Ablated:
         bound = None if m is None else as_metric(m, self.model)
         ids, picked, clean, ablated = self._run(prompt, with_clean=True)
         return _result(self.model, prompt, ids, self.spec, self.method, clean, ablated, bound,
-                       self.reference, picked, self.seed, self.k)
+                       self.reference, picked, self.seed, self.top_k)
 
 
 def ablate(model: Model, prompt: str | None = None, target: Target | None = None, *,
            method: str = "zero", reference: Sequence[str] | None = None,
            metric: Metric | BoundMetric | None = None, seed: int = 0,
-           k: int = 10) -> AblationResult | Ablated:
+           top_k: int = 10) -> AblationResult | Ablated:
     """Ablate ``target`` on ``prompt`` and compare the next-token prediction with the clean run.
 
     Without a prompt, returns an `Ablated` view for a ``with`` block whose ``.logits(p)``,
     ``.metric_value(p, metric)`` and ``.result(p)`` calls all run ablated.
     ``reference`` (a list of prompts) is required for ``method="mean"`` and ``"resample"``.
-    ``k`` is how many top tokens are recorded before and after.
+    ``top_k`` (1..100) is how many top tokens are recorded before and after.
     """
-    if not isinstance(model, Model):
-        raise InputError(f"ablate needs a mechscope Model (mechscope.load(...)), got {type(model).__name__}.")
+    check_model(model, "ablate")
     if not isinstance(target, Target):
         raise InputError(
             "target must be mechscope.neurons(layer, [i, ...]), mechscope.heads(layer, [h, ...]) "
@@ -429,10 +395,8 @@ def ablate(model: Model, prompt: str | None = None, target: Target | None = None
         )
     if method not in METHODS:
         raise InputError(f"method must be one of {METHODS}, got {method!r}.")
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise InputError(f"seed must be an int, got {seed!r}.")
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-        raise InputError(f"k must be a positive int, got {k!r}.")
+    seed = as_int(seed, "seed")
+    top_k = check_top_k(top_k, model.vocab_size)
     spec = target.resolve(model)
     if method == "zero":
         if reference is not None:
@@ -441,9 +405,9 @@ def ablate(model: Model, prompt: str | None = None, target: Target | None = None
     else:
         if reference is None:
             raise InputError(f"method={method!r} needs reference=[prompts...] to take activations from.")
-        refs = _check_prompts(model, reference, "reference")
+        refs = prompt_list(model, reference, "reference")
     bound = None if metric is None else as_metric(metric, model)
-    view = Ablated(model, spec, method, refs, int(seed), bound, int(k))
+    view = Ablated(model, spec, method, refs, seed, bound, top_k)
     if prompt is None:
         return view
     model.to_tokens(prompt)  # validate before any forward pass

@@ -51,29 +51,26 @@ True
 
 from __future__ import annotations
 
-import copy
-import pickle
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import nnsight
 import numpy as np
 import torch
 
 from ..errors import InputError
 from ..models.model import Model
+from ..models.sites import SiteRef
+from ..models.sites import site as get_site
+from ..models.trace import save
+from ..validate import check_model, check_positive, check_top_k, index, index_list
 from ._batching import bytes_per_copy, max_copies, plan_chunks
-from ._trace import trace_kwargs
 from .metrics import BoundMetric, Metric, as_metric
+from .patching_results import CellPatch, PatchingResult, TopTokens
 
-if TYPE_CHECKING:
-    from ..widgets.patching_map import PatchingMap
+__all__ = ["CellPatch", "PatchingResult", "TopTokens", "cell_rerun", "patch", "patch_cell"]
 
 SITES = ("resid", "attn", "mlp", "heads")
-#: Most top tokens `patch_cell` returns per run.
-MAX_TOP_K = 50
 METHODS = ("exact", "attribution")
 #: Default memory (MB) one batched forward pass of patched copies may use.
 DEFAULT_MEMORY_BUDGET_MB = 1024.0
@@ -85,190 +82,7 @@ _ATTRIBUTION_NOTE = (
 )
 
 
-# ---- result ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PatchingResult:
-    """``values[i, j]``: the metric on the corrupt run with layer ``layers[i]``, column ``j`` patched.
-
-    Columns are positions (``columns`` holds their indices) for ``resid``/``attn``/``mlp``, and
-    heads for ``heads`` (patched at ``positions`` together). ``clean_metric`` and
-    ``corrupt_metric`` are the unpatched runs; `normalized` maps them to 1 and 0.
-    ``approximation`` is True for ``method="attribution"`` (``note`` says what that means).
-    ``metric`` is the bound metric itself (for re-running a cell, see `cell_rerun`).
-    """
-
-    values: np.ndarray
-    clean_metric: float
-    corrupt_metric: float
-    clean_tokens: list[str]
-    corrupt_tokens: list[str]
-    layers: list[int]
-    columns: list[int]
-    positions: list[int]
-    site: str
-    method: str
-    metric_name: str
-    clean_prompt: str
-    corrupt_prompt: str
-    model_name: str
-    approximation: bool = False
-    note: str = ""
-    n_forward_passes: int = 0
-    #: the metric the cells were measured with (bound to the model), kept so that a widget can
-    #: re-run one cell (`cell_rerun`); None for results not made by `patch`.
-    metric: BoundMetric | None = field(default=None, repr=False, compare=False)
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Pickling keeps every field, and the metric when it pickles: metrics built by
-        `mechscope.metrics` hold closures, so an unpickled result re-runs cells only with
-        ``.show(model=..., metric=...)``. (``copy.deepcopy`` keeps the metric as it is.)"""
-        state = dict(self.__dict__)
-        if state.get("metric") is not None:
-            try:
-                pickle.dumps(state["metric"])
-            except Exception:
-                state["metric"] = None
-        return state
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> PatchingResult:
-        fields = {k: copy.deepcopy(v, memo) for k, v in self.__dict__.items() if k != "metric"}
-        return type(self)(**fields, metric=self.metric)
-
-    @property
-    def column_kind(self) -> str:
-        """"head" for ``site="heads"``, else "position"."""
-        return "head" if self.site == "heads" else "position"
-
-    @property
-    def column_labels(self) -> list[str]:
-        """Heads as "H0", "H1", ...; positions as their clean token ("clean/corrupt" where they differ)."""
-        if self.site == "heads":
-            return [f"H{h}" for h in self.columns]
-        labels = []
-        for p in self.columns:
-            c, k = self.clean_tokens[p], self.corrupt_tokens[p]
-            labels.append(c if c == k else f"{c}/{k}")
-        return labels
-
-    def normalized(self) -> np.ndarray:
-        """``(values - corrupt_metric) / (clean_metric - corrupt_metric)``: 0 = corrupt, 1 = clean."""
-        span = self.clean_metric - self.corrupt_metric
-        if not np.isfinite(span) or abs(span) <= 1e-9 * max(1.0, abs(self.clean_metric)):
-            raise InputError(
-                f"the clean and corrupt runs give the same {self.metric_name} "
-                f"({self.clean_metric:.6g} vs {self.corrupt_metric:.6g}), so there is no "
-                "effect to normalise by; use .values, or pick a metric the prompts disagree on."
-            )
-        return ((self.values.astype(np.float64) - self.corrupt_metric) / span).astype(np.float32)
-
-    def to_pandas(self):  # noqa: ANN201 - pandas is imported lazily
-        """A DataFrame of ``values``: one row per layer, one column per position (or head)."""
-        import pandas as pd
-
-        if self.site == "heads":
-            columns = pd.Index(self.columns, name="head")
-        else:
-            columns = pd.MultiIndex.from_arrays(
-                [self.columns, [self.clean_tokens[p] for p in self.columns],
-                 [self.corrupt_tokens[p] for p in self.columns]],
-                names=["position", "clean_token", "corrupt_token"],
-            )
-        return pd.DataFrame(self.values, index=pd.Index(self.layers, name="layer"), columns=columns)
-
-    def show(self, normalized: bool = True, *, model: Model | None = None,
-             metric: Metric | BoundMetric | None = None, top_k: int = 5) -> PatchingMap:
-        """`PatchingMap` widget: layers x positions (or heads) on a diverging scale centred at 0.
-
-        With ``normalized=True`` (default) cells are `normalized` (1 = as clean); if clean and
-        corrupt agree, or with ``normalized=False``, cells are ``values - corrupt_metric`` (a
-        control in the widget switches). With ``model=`` (the model the result came from), a
-        click on a cell re-runs that one patch exactly through `patch_cell` and shows the
-        ``top_k`` next tokens before and after beside the map; ``metric=`` is needed only for
-        results that do not carry theirs.
-        """
-        from ..widgets.patching_map import PatchingMap
-
-        rerun = None if model is None else cell_rerun(self, model, metric=metric, top_k=top_k)
-        return PatchingMap(self, normalized=normalized, rerun=rerun)
-
-    def _positions_text(self) -> str:
-        n = len(self.clean_tokens)
-        return "all" if self.positions == list(range(n)) else str(self.positions)
-
-    def __repr__(self) -> str:
-        rows, cols = self.values.shape
-        approx = ", approximation" if self.approximation else ""
-        return (f"PatchingResult({self.method} {self.site}, {rows} layers x {cols} "
-                f"{self.column_kind}s, {self.metric_name}: clean {self.clean_metric:.4g}, "
-                f"corrupt {self.corrupt_metric:.4g}{approx})")
-
-
-@dataclass(frozen=True)
-class TopTokens:
-    """The ``k`` most likely next tokens of one run, most likely first."""
-
-    ids: list[int]
-    tokens: list[str]
-    logits: list[float]
-    probs: list[float]
-
-
-@dataclass(frozen=True)
-class CellPatch:
-    """One patched cell re-run on its own (`patch_cell`): the metric and the top next tokens.
-
-    ``value`` is the metric with ``site`` at ``layer`` patched at ``column`` (a position, or a
-    head patched at ``positions``): the same number as that cell of `patch`'s result.
-    ``before`` is the corrupt run, ``after`` the patched one, ``clean`` the clean run.
-    """
-
-    site: str
-    layer: int
-    column: int
-    positions: list[int]
-    metric_name: str
-    value: float
-    clean_metric: float
-    corrupt_metric: float
-    before: TopTokens
-    after: TopTokens
-    clean: TopTokens
-
-    @property
-    def column_kind(self) -> str:
-        """"head" for ``site="heads"``, else "position"."""
-        return "head" if self.site == "heads" else "position"
-
-
 # ---- validation --------------------------------------------------------------------------------
-def _check_int(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise InputError(f"{what} must be an int, got {type(value).__name__} {value!r}.")
-    return int(value)
-
-
-def _index_list(values: Any, count: int, what: str, unit: str) -> list[int]:
-    """Sorted unique non-negative indices from ``values`` (negative ones count from the end)."""
-    if isinstance(values, int | np.integer) and not isinstance(values, bool):
-        values = [values]
-    if isinstance(values, str | bytes) or not isinstance(values, Sequence | np.ndarray | range):
-        raise InputError(f"{what} must be a list of ints, got {values!r}.")
-    out = []
-    for v in values:
-        i = _check_int(v, what)
-        if not -count <= i < count:
-            raise InputError(
-                f"{unit} {i} is out of range: there are {count} {unit}s (0..{count - 1}; "
-                "negative indices count from the end)."
-            )
-        out.append(i % count)
-    if not out:
-        raise InputError(f"{what} is empty: give at least one.")
-    if len(set(out)) != len(out):
-        raise InputError(f"{what} {list(values)} names the same {unit} twice.")
-    return sorted(out)
-
-
 def _tokens_of(model: Model, ids: torch.Tensor) -> list[str]:
     return [model.tokenizer.decode([i]) for i in ids[0].tolist()]
 
@@ -303,25 +117,14 @@ def _frozen_parameters(model: Model) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
-def _site_width(model: Model, site: str) -> int:
-    return model.n_heads * model.d_head if site == "heads" else model.d_model
-
-
 def _clean_run(model: Model, ids: torch.Tensor, site: str,
                layers: list[int]) -> tuple[list[torch.Tensor], torch.Tensor]:
     """The clean prompt's site activations at ``layers`` (each (1, n, width)) and final logits (1, vocab)."""
-    envs = [model.envoy(site, layer) for layer in layers]
-    unembed = model.envoy_at(model.adapter.unembed_path)
-    read_input = site == "heads"
-    with torch.no_grad(), model.nn.trace(ids, use_cache=False, **trace_kwargs(model)):
-        acts = []
-        for env in envs:
-            value = env.input if read_input else env.output
-            value = value[0] if isinstance(value, tuple) else value
-            acts.append(value.clone())
-        unembed.input = unembed.input[:, -1:]
-        logits = unembed.output[:, -1]
-        saved = nnsight.save([acts, logits])
+    refs = [model.at(site, layer) for layer in layers]
+    unembed = model.logits()
+    with model.trace(ids, use_cache=False):
+        acts = [ref.read().clone() for ref in refs]
+        saved = save([acts, unembed.last()])
     return saved[0], saved[1].float()
 
 
@@ -339,10 +142,11 @@ def _patched_trace(model: Model, ids: torch.Tensor, site: str, chunk: list[tuple
     """The trace behind `_exact_chunk` (and `patch_cell`): metric per row (1 + copies,), and
     with ``top_k`` > 0 also [top logits, their ids, their probabilities], each (1 + copies, top_k)."""
     n = int(ids.shape[1])
-    width = _site_width(model, site)
+    width = model.width(site)
     d_head = model.d_head
     index = {layer: i for i, layer in enumerate(layers)}
-    steps = []  # (layer envoy, site envoy, copies, positions (k,) or None, head mask or None, clean act)
+    # (block input, site, copies, positions (k,) or None, head mask or None, clean act)
+    steps: list[tuple[SiteRef, SiteRef, int, Any, Any, torch.Tensor]] = []
     for layer, cols in chunk:
         k = len(cols)
         pos = mask = None
@@ -352,41 +156,35 @@ def _patched_trace(model: Model, ids: torch.Tensor, site: str, chunk: list[tuple
                 mask[i, positions, head * d_head:(head + 1) * d_head] = True
         else:
             pos = torch.tensor([positions[c] for c in cols], dtype=torch.long)
-        steps.append((model.envoy("resid", layer), model.envoy(site, layer), k, pos, mask,
+        steps.append((model.at("resid_pre", layer), model.at(site, layer), k, pos, mask,
                       clean_acts[index[layer]]))
-    unembed = model.envoy_at(model.adapter.unembed_path)
+    unembed = model.logits()
     resid = site == "resid"
-    read_input = site == "heads"
     top: list[torch.Tensor] | None = None  # set inside the trace when top_k > 0
 
-    with torch.no_grad(), model.nn.trace(ids, use_cache=False, **trace_kwargs(model)):
+    with model.trace(ids, use_cache=False):
         start = 1
-        for block, env, k, pos, mask, clean in steps:
+        for block_in, ref, k, pos, mask, clean in steps:
             if resid:
-                out = block.output
-                hidden = out[0] if isinstance(out, tuple) else out
+                hidden = ref.read()
                 copies = hidden[0:1].expand(k, -1, -1).clone()
                 copies[torch.arange(k), pos] = clean[0, pos]
-                grown = torch.cat([hidden, copies])
-                block.output = (grown, *out[1:]) if isinstance(out, tuple) else grown
+                ref.write(torch.cat([hidden, copies]))
             else:
-                hidden = block.input
-                block.input = torch.cat([hidden, hidden[0:1].expand(k, -1, -1)])
-                value = env.input if read_input else env.output
-                act = value[0] if isinstance(value, tuple) else value
-                rows = act[start:start + k]
+                hidden = block_in.read()
+                block_in.write(torch.cat([hidden, hidden[0:1].expand(k, -1, -1)]))
+                rows = ref.read()[start:start + k]
                 if mask is None:
                     rows[torch.arange(k), pos] = clean[0, pos]
                 else:
                     rows[mask] = clean.expand(k, -1, -1)[mask]
             start += k
-        unembed.input = unembed.input[:, -1:]
-        logits = unembed.output[:, -1]
-        values = nnsight.save(metric(logits, clean_logits))
+        logits = unembed.last()
+        values = save(metric(logits, clean_logits))
         if top_k:
             full = logits.float()
             top_logits, top_ids = torch.topk(full, top_k, dim=-1)
-            top = nnsight.save([top_logits, top_ids, torch.softmax(full, dim=-1).gather(-1, top_ids)])
+            top = save([top_logits, top_ids, torch.softmax(full, dim=-1).gather(-1, top_ids)])
     return values.float(), (None if top is None else [t.detach() for t in top])
 
 
@@ -399,10 +197,9 @@ def _attribution(model: Model, ids_clean: torch.Tensor, ids_corrupt: torch.Tenso
     one on a short prompt): row 0 gives the clean activations and logits, the gradient of the
     metric on row 1 gives the rest. Parameters are frozen, so only activation gradients are made.
     """
-    envs = [model.envoy(site, layer) for layer in layers]
+    refs = [model.at(site, layer) for layer in layers]
     embed = model.envoy_at(model.adapter.embed_path)
-    unembed = model.envoy_at(model.adapter.unembed_path)
-    read_input = site == "heads"
+    unembed = model.logits()
     heads = site == "heads"
     n_heads, d_head = model.n_heads, model.d_head
     pos = torch.tensor(positions, dtype=torch.long)
@@ -410,18 +207,14 @@ def _attribution(model: Model, ids_clean: torch.Tensor, ids_corrupt: torch.Tenso
     batch = torch.cat([ids_clean, ids_corrupt])
 
     with _frozen_parameters(model), torch.enable_grad():
-        with model.nn.trace(batch, use_cache=False, **trace_kwargs(model)):
+        with model.trace(batch, grad=True, use_cache=False):
             embedded = embed.output
             embedded.requires_grad_(True)
-            acts = []
-            for env in envs:
-                value = env.input if read_input else env.output
-                acts.append(value[0] if isinstance(value, tuple) else value)
-            unembed.input = unembed.input[:, -1:]
-            logits = unembed.output[:, -1]
+            acts = [ref.read() for ref in refs]
+            logits = unembed.last()
             clean_logits = logits[0:1].detach()
             measured = metric(logits[1:], clean_logits)
-            both = nnsight.save(torch.stack([metric(clean_logits, clean_logits)[0], measured.detach()[0]]))
+            both = save(torch.stack([metric(clean_logits, clean_logits)[0], measured.detach()[0]]))
             total = measured.sum()
             rows: list[Any] = [None] * count
             with total.backward():
@@ -433,7 +226,7 @@ def _attribution(model: Model, ids_clean: torch.Tensor, ids_corrupt: torch.Tenso
                         rows[i] = cell.reshape(len(positions), n_heads, d_head).sum(dim=(0, 2))
                     else:
                         rows[i] = cell.sum(-1)
-            estimate = nnsight.save(torch.stack(rows))
+            estimate = save(torch.stack(rows))
     both = both.float()
     return estimate.float(), float(both[0]), float(both[1])
 
@@ -459,22 +252,17 @@ def patch(model: Model, clean: str, corrupt: str, metric: Metric | BoundMetric, 
 
     Everything is validated before any forward pass; the model is left exactly as it was.
     """
-    if not isinstance(model, Model):
-        raise InputError(f"patch needs a mechscope Model (mechscope.load(...)), got {type(model).__name__}.")
-    if site not in SITES:
-        raise InputError(f"site must be one of {SITES}, got {site!r}.")
+    check_model(model, "patch")
+    site = get_site(site, allowed=SITES, verb="patch").name
     if method not in METHODS:
         raise InputError(f"method must be one of {METHODS}, got {method!r}.")
-    if isinstance(memory_budget_mb, bool) or not isinstance(memory_budget_mb, int | float | np.number) \
-            or not np.isfinite(memory_budget_mb) or memory_budget_mb <= 0:
-        raise InputError(f"memory_budget_mb must be a positive number of megabytes, got {memory_budget_mb!r}.")
+    check_positive(memory_budget_mb, "memory_budget_mb", "megabytes")
     bound = as_metric(metric, model)
     ids_clean, ids_corrupt = _check_prompts(model, clean, corrupt)
     n = int(ids_clean.shape[1])
-    chosen_layers = _index_list(range(model.n_layers) if layers is None else layers,
-                                model.n_layers, "layers", "layer")
-    chosen_positions = _index_list(range(n) if positions is None else positions, n,
-                                   "positions", "position")
+    chosen_layers = model.check_layers(layers)
+    chosen_positions = index_list(range(n) if positions is None else positions, n,
+                                  "positions", "position")
     columns = list(range(model.n_heads)) if site == "heads" else chosen_positions
 
     if method == "attribution":
@@ -547,21 +335,17 @@ def patch_cell(model: Model, clean: str, corrupt: str, metric: Metric | BoundMet
     >>> bool(abs(cell.value - r.values[0, 1]) < 1e-5), len(cell.after.tokens)
     (True, 3)
     """
-    if not isinstance(model, Model):
-        raise InputError(f"patch_cell needs a mechscope Model (mechscope.load(...)), got {type(model).__name__}.")
-    if site not in SITES:
-        raise InputError(f"site must be one of {SITES}, got {site!r}.")
-    if isinstance(top_k, bool) or not isinstance(top_k, int | np.integer) or not 1 <= top_k <= MAX_TOP_K:
-        raise InputError(f"top_k must be an int in 1..{MAX_TOP_K}, got {top_k!r}.")
-    top_k = min(int(top_k), model.vocab_size)
+    check_model(model, "patch_cell")
+    site = get_site(site, allowed=SITES, verb="patch_cell").name
+    top_k = check_top_k(top_k, model.vocab_size)
     bound = as_metric(metric, model)
     ids_clean, ids_corrupt = _check_prompts(model, clean, corrupt)
     n = int(ids_clean.shape[1])
-    chosen_layer = _index_list([layer], model.n_layers, "layer", "layer")[0]
+    chosen_layer = model.check_layer(layer)
     if site == "heads":
-        head = _index_list([column], model.n_heads, "column (a head for site='heads')", "head")[0]
-        chosen_positions = _index_list(range(n) if positions is None else positions, n,
-                                       "positions", "position")
+        head = index(column, model.n_heads, "column (a head for site='heads')", "head")
+        chosen_positions = index_list(range(n) if positions is None else positions, n,
+                                      "positions", "position")
         chunk = [(chosen_layer, [head])]
         col = head
     else:
@@ -570,7 +354,7 @@ def patch_cell(model: Model, clean: str, corrupt: str, metric: Metric | BoundMet
                 f"positions= applies to site='heads' only; for site={site!r} the column is the "
                 "position to patch."
             )
-        col = _index_list([column], n, "column (a position)", "position")[0]
+        col = index(column, n, "column (a position)", "position")
         chosen_positions = [col]
         chunk = [(chosen_layer, [0])]
     clean_acts, clean_logits = _clean_run(model, ids_clean, site, [chosen_layer])
@@ -602,11 +386,7 @@ def cell_rerun(result: PatchingResult, model: Model, *, metric: Metric | BoundMe
     """
     if not isinstance(result, PatchingResult):
         raise InputError(f"cell_rerun needs a PatchingResult (from mechscope.patch), got {type(result).__name__}.")
-    if not isinstance(model, Model):
-        raise InputError(
-            f"model= must be the mechscope Model the result came from (mechscope.load(...)), "
-            f"got {type(model).__name__}."
-        )
+    check_model(model, "cell_rerun (model=, the model the result came from)")
     if model.name != result.model_name:
         raise InputError(
             f"this result was made with {result.model_name!r} but model= is {model.name!r}; "
@@ -631,8 +411,7 @@ def cell_rerun(result: PatchingResult, model: Model, *, metric: Metric | BoundMe
             f"metric {bound.name} is not the result's metric {result.metric_name}; re-running a "
             "cell with another metric would not match the map."
         )
-    if isinstance(top_k, bool) or not isinstance(top_k, int | np.integer) or not 1 <= top_k <= MAX_TOP_K:
-        raise InputError(f"top_k must be an int in 1..{MAX_TOP_K}, got {top_k!r}.")
+    top_k = check_top_k(top_k, model.vocab_size)
     rows, cols = np.shape(result.values)
 
     def rerun(row: int, col: int) -> CellPatch:

@@ -8,7 +8,7 @@
   with ``c * vec`` added to the residual at the output of block ``vec.layer``, at every
   position, at every step. ``coefficient=0`` (or ``steer=None``) is plain greedy decoding.
 - `steering_sweep(model, prompt, vec, coefficients=[...])`: generations side by side.
-- `steering_playground(model, vec, prompt)` (or ``vec.playground(model, prompt)``): a widget
+- `steering_playground(model, prompt, vec)` (or ``vec.playground(model, prompt)``): a widget
   with a coefficient slider that re-runs `generate` as it moves (see
   `mechscope.widgets.steering_playground`); ``should_stop=`` lets it cancel a generation
   between tokens.
@@ -39,20 +39,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import nnsight
 import numpy as np
 import torch
 
-from ..errors import InputError, MechscopeError
+from ..errors import GenerationCancelled, InputError
 from ..models.model import Model
-from ._trace import trace_kwargs
+from ..models.trace import save
+from ..validate import check_model, prompt_list
 
 if TYPE_CHECKING:
     from ..widgets.steering_playground import SteeringPlayground
 
 
-class GenerationCancelled(MechscopeError):
-    """`generate` stopped early because its ``should_stop`` callback returned True."""
+__all__ = ["GenerationCancelled", "Generation", "SteeringSweep", "SteeringVector", "generate",
+           "steering_playground", "steering_sweep", "steering_vector"]
 
 
 @dataclass(frozen=True)
@@ -80,30 +80,17 @@ class SteeringVector:
                 f"model={self.model_name!r})")
 
     def playground(self, model: Model, prompt: str, **kwargs: Any) -> SteeringPlayground:
-        """`steering_playground(model, self, prompt, **kwargs)`: a slider that re-generates."""
-        return steering_playground(model, self, prompt, **kwargs)
-
-
-def _prompt_list(model: Model, prompts: object, what: str) -> list[str]:
-    if isinstance(prompts, str) or not isinstance(prompts, Sequence) or not prompts:
-        raise InputError(f"{what} must be a non-empty list of prompts, got {prompts!r}.")
-    for p in prompts:
-        model.to_tokens(p)
-    return list(prompts)
-
-
-def _block_output(env: Any) -> torch.Tensor:
-    out = env.output
-    return out[0] if isinstance(out, tuple) else out
+        """`steering_playground(model, prompt, self, **kwargs)`: a slider that re-generates."""
+        return steering_playground(model, prompt, self, **kwargs)
 
 
 def _mean_resid(model: Model, prompts: list[str], layer: int,
                 skip_first: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean residual over the chosen non-pad positions, their residual norms) for one list."""
     enc = model.tokenizer(prompts, return_tensors="pt", padding=True)
-    env = model.envoy("resid", layer)
-    with torch.no_grad(), model.nn.trace(dict(enc), **trace_kwargs(model)):
-        resid = nnsight.save(_block_output(env))
+    ref = model.at("resid", layer)
+    with model.trace(dict(enc)):
+        resid = save(ref.read())
     mask = enc["attention_mask"].bool()
     if skip_first:
         mask = mask & (mask.long().cumsum(dim=1) > 1)  # drop each prompt's first real token
@@ -122,9 +109,10 @@ def steering_vector(model: Model, positive: Sequence[str], negative: Sequence[st
     other tokens); when the two lists have different numbers of tokens it does not cancel in
     the difference of means and can dominate the vector (there: norm 96 with it, 22 without).
     """
+    check_model(model, "steering_vector")
     layer = model.check_layer(layer)
-    pos = _prompt_list(model, positive, "positive")
-    neg = _prompt_list(model, negative, "negative")
+    pos = prompt_list(model, positive, "positive")
+    neg = prompt_list(model, negative, "negative")
     mp, np_ = _mean_resid(model, pos, layer, bool(skip_first))
     mn, nn_ = _mean_resid(model, neg, layer, bool(skip_first))
     vec = (mp - mn).numpy().astype(np.float32)
@@ -201,8 +189,8 @@ class Generation:
 
 def _greedy(model: Model, ids: torch.Tensor, delta: torch.Tensor | None, layer: int,
             max_new_tokens: int, should_stop: Callable[[], bool] | None = None) -> tuple[list[int], bool]:
-    env = model.envoy("resid", layer)
-    unembed = model.envoy_at(model.adapter.unembed_path)
+    ref = model.at("resid", layer)
+    unembed = model.logits()
     eos = _eos_ids(model)
     limit = model.max_positions
     new: list[int] = []
@@ -211,14 +199,11 @@ def _greedy(model: Model, ids: torch.Tensor, delta: torch.Tensor | None, layer: 
             break
         if should_stop is not None and should_stop():
             raise GenerationCancelled(f"generation cancelled after {len(new)} of {max_new_tokens} tokens.")
-        with torch.no_grad(), model.nn.trace(ids, **trace_kwargs(model)):
+        with model.trace(ids):
             if delta is not None:
-                out = env.output
-                if isinstance(out, tuple):
-                    out[0][:] = out[0] + delta
-                else:
-                    out[:] = out + delta
-            nxt = unembed.output[0, -1].argmax(-1).save()
+                resid = ref.read()
+                resid[:] = resid + delta
+            nxt = save(unembed.all()[0, -1].argmax(-1))
         token = int(nxt)
         new.append(token)
         ids = torch.cat([ids, torch.tensor([[token]], dtype=ids.dtype)], dim=1)
@@ -237,6 +222,7 @@ def generate(model: Model, prompt: str, *, steer: SteeringVector | np.ndarray | 
     for a raw array). ``should_stop`` is called before each forward pass (never during one);
     when it returns True, generation stops and `GenerationCancelled` is raised.
     """
+    check_model(model, "generate")
     c = _coef(coefficient)
     n = _check_count(max_new_tokens)
     ids = model.to_tokens(prompt)
@@ -306,6 +292,7 @@ class SteeringSweep:
 def steering_sweep(model: Model, prompt: str, steer: SteeringVector, coefficients: Sequence[float] = (-4, -2, 0, 2, 4),
                    *, max_new_tokens: int = 20) -> SteeringSweep:
     """`generate` once per coefficient (each an exact, separate greedy run)."""
+    check_model(model, "steering_sweep")
     if not isinstance(steer, SteeringVector):
         raise InputError(f"steering_sweep needs a SteeringVector (mechscope.steering_vector), got {steer!r}.")
     coefs = _coef_list(coefficients)
@@ -318,7 +305,7 @@ def steering_sweep(model: Model, prompt: str, steer: SteeringVector, coefficient
                          vector_norm=steer.norm, model_name=model.name)
 
 
-def steering_playground(model: Model, steer: SteeringVector, prompt: str, *,
+def steering_playground(model: Model, prompt: str, steer: SteeringVector, *,
                         coefficients: Sequence[float] = (-4, -2, 0, 2, 4), max_new_tokens: int = 20,
                         min_coefficient: float = -8.0, max_coefficient: float = 8.0, step: float = 0.5,
                         title: str | None = None) -> SteeringPlayground:
@@ -348,6 +335,7 @@ def steering_playground(model: Model, steer: SteeringVector, prompt: str, *,
     """
     from ..widgets.steering_playground import SteeringPlayground
 
+    check_model(model, "steering_playground")
     coefs = sorted(set(_coef_list(coefficients)) | {0.0})
     sweep = steering_sweep(model, prompt, steer, coefficients=coefs, max_new_tokens=max_new_tokens)
     n = int(max_new_tokens)

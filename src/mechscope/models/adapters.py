@@ -18,8 +18,8 @@ import torch
 
 from ..errors import UnsupportedArchitectureError
 
-#: Names of the per-layer sites every adapter provides.
-SITES = ("resid", "attn", "mlp", "neurons", "heads")
+#: Names of the per-layer sites every adapter provides (`mechscope.models.sites` defines them).
+SITES = ("resid", "resid_pre", "attn", "mlp", "neurons", "heads", "pattern")
 
 
 @dataclass(frozen=True)
@@ -54,16 +54,18 @@ class Adapter:
     def layer_path(self, layer: int) -> str:
         return f"{self.layers_path}.{layer}"
 
-    def site_path(self, site: str, layer: int) -> str:
-        """Dotted module path of ``site`` at ``layer``; for neurons/heads the module whose input it is."""
+    def module_path(self, module: str, layer: int) -> str:
+        """Dotted path of ``module`` ("block", "attn", "mlp", "neurons", "heads") at ``layer``."""
         base = self.layer_path(layer)
-        return {
-            "resid": base,
-            "attn": f"{base}.{self.attn_name}",
-            "mlp": f"{base}.{self.mlp_name}",
-            "neurons": f"{base}.{self.neurons_name}",
-            "heads": f"{base}.{self.heads_name}",
-        }[site]
+        names = {"block": None, "attn": self.attn_name, "mlp": self.mlp_name,
+                 "neurons": self.neurons_name, "heads": self.heads_name}
+        return base if names[module] is None else f"{base}.{names[module]}"
+
+    def site_path(self, site: str, layer: int) -> str:
+        """Dotted module path of ``site`` (see `mechscope.models.sites`) at ``layer``."""
+        from .sites import site as get_site
+
+        return self.module_path(get_site(site).module, layer)
 
 
 LLAMA = Adapter(

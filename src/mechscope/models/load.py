@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +16,27 @@ from . import embedded
 from .model import Model
 
 
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """No "Loading weights" progress bar from transformers inside the block (restored after)."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def _from_pretrained(source: str, revision: str | None, dtype: torch.dtype) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs: dict[str, Any] = {"revision": revision} if revision else {}
     tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
+    with _quiet_transformers():
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
     return model, tokenizer
 
 
@@ -38,7 +55,7 @@ def load(source: str | os.PathLike | torch.nn.Module | None = None, *, tokenizer
     >>> model.str_tokens("The capital of France is")   # doctest: +SKIP
     ['The', ' capital', ' of', ' France', ' is']
 
-    Remote execution on NDIF (``mechscope.interventions.remote``):
+    Remote execution on NDIF (``mechscope.models.remote``):
 
     - ``load("org/model", remote=True, deadline=60)``: the weights stay on NDIF (nnsight
       builds the model on its meta device; the config and tokenizer still come from the Hub);
@@ -55,7 +72,7 @@ def load(source: str | os.PathLike | torch.nn.Module | None = None, *, tokenizer
         model.remote = "local"
         return model
     if remote:
-        from ..interventions.remote import DEFAULT_DEADLINE, load_remote
+        from .remote import DEFAULT_DEADLINE, load_remote
 
         if not isinstance(remote, bool | str):
             raise ModelLoadError(f"remote must be False, True, 'local' or an https:// host, got {remote!r}.")

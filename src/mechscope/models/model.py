@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,7 +12,10 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..validate import index, index_list
 from .adapters import Adapter, adapter_for, get_module
+from .sites import LogitsRef, Site, SiteRef, site
+from .trace import open_generation, open_trace
 
 
 def _in_features(module: torch.nn.Module) -> int:
@@ -120,18 +125,75 @@ class Model:
     def envoy(self, site: str, layer: int) -> Any:
         return get_module(self.nn, self.adapter.site_path(site, layer))
 
+    # ---- sites and traces ----------------------------------------------------------------
+    def width(self, name: str | Site) -> int:
+        """Size of the last dimension of ``name`` (a `Site` or its name): d_model, d_mlp or n_heads * d_head."""
+        s = name if isinstance(name, Site) else site(name)
+        if s.width == "keys":
+            raise InputError(f"site {s.name!r} has one column per key position: its width is the prompt's length.")
+        return self.n_heads * self.d_head if s.width == "heads" else int(getattr(self, s.width))
+
+    def units(self, name: str | Site) -> int:
+        """How many units ``name`` has per layer: heads for "heads", else its width."""
+        s = name if isinstance(name, Site) else site(name)
+        return self.n_heads if s.unit == "head" else self.width(s)
+
+    def at(self, name: str | Site, layer: int) -> SiteRef:
+        """Site ``name`` at ``layer`` (negative counts from the end), to `read`/`write` inside a trace.
+
+        >>> from mechscope.models.tiny import tiny_model
+        >>> from mechscope.models.trace import save
+        >>> m = tiny_model("llama")
+        >>> mlp = m.at("mlp", -1)
+        >>> with m.trace(m.to_tokens("hello world")):
+        ...     out = save(mlp.read())
+        >>> tuple(out.shape) == (1, len(m.str_tokens("hello world")), m.d_model)
+        True
+        """
+        s = name if isinstance(name, Site) else site(name)
+        layer = self.check_layer(layer)
+        path = self.adapter.module_path(s.module, layer)
+        return SiteRef(site=s, layer=layer, envoy=get_module(self.nn, path))
+
+    def logits(self) -> LogitsRef:
+        """The unembedding, to read logits inside a trace (``.last()``: final position only)."""
+        return LogitsRef(self.envoy_at(self.adapter.unembed_path))
+
+    @contextmanager
+    def eager_attention(self) -> Iterator[None]:
+        """Inside the block the model uses eager attention (the only kind that forms attention
+        probabilities, site "pattern"); the implementation it had is restored afterwards."""
+        hf: Any = self.hf
+        previous = getattr(hf.config, "_attn_implementation", None)
+        switch = previous != "eager"
+        if switch:
+            hf.set_attn_implementation("eager")
+        try:
+            yield
+        finally:
+            if switch and previous is not None:
+                hf.set_attn_implementation(previous)
+
+    def trace(self, inputs: Any, *, grad: bool = False, **kwargs: Any) -> Any:
+        """An nnsight trace of ``inputs`` (ids, an encoding dict or text) where this model runs
+        (locally, ``remote="local"`` or NDIF), without gradients unless ``grad=True``.
+        Write ``with model.trace(ids):`` directly around the body (nnsight reads its source)."""
+        return open_trace(self, inputs, grad=grad, **kwargs)
+
+    def generation(self, inputs: Any, **kwargs: Any) -> Any:
+        """An nnsight generation trace (``model.nn.generate``) where this model runs."""
+        return open_generation(self, inputs, **kwargs)
+
     # ---- validation ----------------------------------------------------------------------
     def check_layer(self, layer: int) -> int:
         """``layer`` as a non-negative index; negative indices count from the end (Python rule)."""
-        if isinstance(layer, bool) or not isinstance(layer, int | np.integer):
-            raise InputError(f"layer must be an int, got {type(layer).__name__} {layer!r}.")
+        return index(layer, self.n_layers, "layer", "layer", where="this model has")
+
+    def check_layers(self, layers: Any = None) -> list[int]:
+        """``layers`` (an int or a list; None = all) in model order (`mechscope.validate`)."""
         n = self.n_layers
-        if not -n <= layer < n:
-            raise InputError(
-                f"layer {layer} is out of range: this model has {n} layers (0..{n - 1}; "
-                f"negative indices count from the end, down to {-n})."
-            )
-        return int(layer) % n
+        return index_list(range(n) if layers is None else layers, n, "layers", "layer",
+                          where="this model has")
 
     # ---- tokens --------------------------------------------------------------------------
     def to_tokens(self, prompt: str) -> torch.Tensor:
@@ -167,8 +229,12 @@ class Model:
         They concatenate back to ``text`` unless a byte-level token splits a character (CJK,
         emoji): each byte piece of such a character decodes alone to U+FFFD.
         """
-        ids = self.to_tokens(text)[0].tolist()
-        return [self.tokenizer.decode([i]) for i in ids]
+        return self.decode_tokens(self.to_tokens(text))
+
+    def decode_tokens(self, ids: Any) -> list[str]:
+        """One string per token id: a (1, n) or (n,) tensor / array / list of ids."""
+        flat = torch.as_tensor(ids).reshape(-1).tolist()
+        return [self.tokenizer.decode([int(i)]) for i in flat]
 
     def to_single_token(self, token: str | int) -> int:
         """The id of ``token``, which must be exactly one token (e.g. " Paris")."""

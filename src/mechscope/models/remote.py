@@ -266,7 +266,7 @@ def _prepare(hub_id: str, kwargs: dict[str, Any]) -> tuple[Any, Any, str]:
     from nnsight.modeling.transformers import TransformersModel
     from transformers import AutoTokenizer
 
-    from ..models.model import prepare_tokenizer
+    from .model import prepare_tokenizer
 
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(hub_id, **kwargs))
     # mechscope studies causal LMs: naming the task saves a Hub lookup (impossible offline)
@@ -313,8 +313,8 @@ def load_remote(hub_id: str, *, revision: str | None, remote: bool | str, deadli
     too. With ``HF_HUB_OFFLINE=1`` they come from the local Hugging Face cache and the model
     key uses the hub id as spelled.
     """
-    from ..models.adapters import adapter_for
-    from ..models.model import Model
+    from .adapters import adapter_for
+    from .model import Model
 
     if isinstance(deadline, bool) or not isinstance(deadline, int | float) or deadline <= 0:
         raise ModelLoadError(f"deadline must be a positive number of seconds, got {deadline!r}.")
