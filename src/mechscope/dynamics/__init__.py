@@ -24,7 +24,7 @@ from .checkpoints import (
     save_checkpoint,
     save_run,
 )
-from .emergence import (
+from .emergence_steps import (
     EmergenceResult,
     correlation,
     crossing,
@@ -32,7 +32,7 @@ from .emergence import (
     emergence_step,
     transition_window,
 )
-from .measure import DynamicsResult, measure
+from .measurement import DynamicsResult, measure
 from .metrics import (
     BEHAVIOUR,
     CheckpointMetrics,
@@ -47,7 +47,7 @@ from .metrics import (
     repeat_probe,
 )
 from .tasks import InductionTask, task_tokenizer
-from .train import TrainingRuns, build_model, log_schedule, train
+from .training import TrainingRuns, build_model, log_schedule, train
 
 __all__ = [
     "BEHAVIOUR",

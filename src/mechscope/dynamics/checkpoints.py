@@ -15,7 +15,7 @@ e.g. Pythia's ``("EleutherAI/pythia-70m", "step1000")``; `hub_checkpoints` makes
 or a `Model` (returned as is).
 
 >>> import tempfile, torch
->>> from mechscope.dynamics.train import build_model
+>>> from mechscope.dynamics.training import build_model
 >>> from mechscope.dynamics.tasks import InductionTask, task_tokenizer
 >>> task = InductionTask(vocab_size=16, seq_len=12, min_span=3, max_span=5)
 >>> hf = build_model(task, seed=0, n_layers=1, d_model=16, n_heads=2)

@@ -41,7 +41,7 @@ import numpy as np
 from ..errors import InputError
 
 if TYPE_CHECKING:
-    from .measure import DynamicsResult
+    from .measurement import DynamicsResult
 
 METHODS = ("halfway", "max_slope")
 #: Fractions of the net change that bound the transition window.

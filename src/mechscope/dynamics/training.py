@@ -46,7 +46,7 @@ from .checkpoints import (
 from .tasks import InductionTask, task_tokenizer
 
 if TYPE_CHECKING:
-    from .measure import DynamicsResult
+    from .measurement import DynamicsResult
 
 FAMILIES = ("llama", "gpt2")
 
@@ -155,7 +155,7 @@ class TrainingRuns:
 
     def measure(self, **kwargs: Any) -> DynamicsResult:
         """`mechscope.dynamics.measure` of these runs (same keyword arguments)."""
-        from .measure import measure
+        from .measurement import measure
 
         return measure(self, **kwargs)
 

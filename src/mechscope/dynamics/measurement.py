@@ -34,9 +34,9 @@ import numpy as np
 from ..errors import InputError
 from ..models.model import Model
 from .checkpoints import CHECKPOINT_DIR, Checkpoint, list_checkpoints, load_checkpoint, read_meta
-from .emergence import WINDOW, EmergenceResult, emergence
+from .emergence_steps import WINDOW, EmergenceResult, emergence
 from .metrics import BEHAVIOUR, UserMetrics, checkpoint_metrics, repeat_probe, user_metrics
-from .train import TrainingRuns
+from .training import TrainingRuns
 
 #: Per-head structure metrics; "selectivity" (per neuron) joins them when measured.
 HEAD_METRICS = ("induction", "prev_token")
@@ -178,7 +178,7 @@ class DynamicsResult:
     def emergence(self, structure: str = "induction", behaviour: str = "repeated_loss",
                   method: str = "halfway", window: tuple[float, float] = WINDOW
                   ) -> EmergenceResult:
-        """Emergence steps and correlation; see `mechscope.dynamics.emergence.emergence`."""
+        """Emergence steps and correlation; see `mechscope.dynamics.emergence`."""
         return emergence(self, structure, behaviour, method, window)
 
     def show(self, structure: str = "induction", behaviour: str = "repeated_loss", **kwargs: Any):  # noqa: ANN201

@@ -1,0 +1,57 @@
+"""Publish a notebook as ONE self-contained HTML page whose widgets render offline.
+
+``python -m mechscope.publish NOTEBOOK.ipynb OUT.html`` executes the notebook headless (nbclient,
+the ``python3`` kernel of the running interpreter, cwd = the notebook's folder), then exports it
+with nbconvert's lab template so that every mechscope widget shows its ``text/html`` snapshot
+(state and ESM inlined, see ``widgets/_base.py``) instead of the live widget view. Widget state is
+not written to the page, ipywidgets outputs (progress bars) are left out, and the template's CDN
+scripts (require.js, the widget manager, MathJax, mermaid) are dropped: the page needs no kernel
+and makes no network request. LaTeX and mermaid sources show as text. The kernel gets
+HF_HUB_OFFLINE=1 and OMP_WAIT_POLICY=PASSIVE unless set. Needs the ``lab`` extras.
+
+``python -m mechscope.publish --site build/site notebooks/*.ipynb`` (`publish_site`, ``make html``)
+does the same for several notebooks, one after another, and writes ``index.html`` beside the
+pages: a plain offline page linking each one (relative links) with its title and widget count.
+
+Modules: `mechscope.publish.page` (one notebook: `publish`, `export_html`,
+`strip_widget_state`), `mechscope.publish.site` (`publish_site`), `mechscope.publish.cli`
+(the command line, ``python -m mechscope.publish --help``).
+
+>>> import mechscope
+>>> callable(mechscope.publish.publish_site), callable(mechscope.publish.export_html)
+(True, True)
+"""
+
+from .cli import main
+from .page import (
+    DISPLAY_PRIORITY,
+    PublishedWidget,
+    PublishReport,
+    execute_notebook,
+    export_html,
+    find_widgets,
+    notebook_title,
+    publish,
+    remote_refs,
+    render_html,
+    strip_widget_state,
+)
+from .site import SitePage, SiteReport, publish_site
+
+__all__ = [
+    "DISPLAY_PRIORITY",
+    "PublishReport",
+    "PublishedWidget",
+    "SitePage",
+    "SiteReport",
+    "execute_notebook",
+    "export_html",
+    "find_widgets",
+    "main",
+    "notebook_title",
+    "publish",
+    "publish_site",
+    "remote_refs",
+    "render_html",
+    "strip_widget_state",
+]

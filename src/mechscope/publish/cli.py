@@ -1,0 +1,56 @@
+"""``python -m mechscope.publish``: the command line of `mechscope.publish`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import MechscopeError
+from .page import publish, strip_widget_state
+from .site import publish_site
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m mechscope.publish",
+        description="Execute a notebook and export it as one offline HTML page, or several "
+                    "notebooks as a folder of pages with an index (--site).",
+        usage="%(prog)s [--no-execute] [--timeout S] NOTEBOOK OUTPUT.html\n"
+              "       %(prog)s [--no-execute] [--timeout S] --site DIR NOTEBOOK [NOTEBOOK ...]\n"
+              "       %(prog)s --strip-widget-state NOTEBOOK [NOTEBOOK ...]",
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="NOTEBOOK OUTPUT.html; with --site, the notebooks (or folders of them)")
+    parser.add_argument("--site", metavar="DIR",
+                        help="write one page per notebook and DIR/index.html")
+    parser.add_argument("--no-execute", action="store_true",
+                        help="export the outputs saved in the notebook(s) without running them")
+    parser.add_argument("--timeout", type=int, default=900, help="seconds per cell (default 900)")
+    parser.add_argument("--strip-widget-state", action="store_true",
+                        help="remove stored widget state from the notebooks in place (for nbviewer "
+                             "and stock nbconvert, which then show the offline snapshots)")
+    args = parser.parse_args(argv)
+    if args.strip_widget_state:
+        try:
+            for path in args.paths:
+                saved = strip_widget_state(path)
+                print(f"{path}: " + (f"widget state removed ({saved / 1e6:.2f} MB)" if saved
+                                     else "no widget state stored"))
+        except MechscopeError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    if args.site is None and len(args.paths) != 2:
+        parser.error("give NOTEBOOK and OUTPUT.html, or --site DIR followed by the notebooks")
+    try:
+        if args.site is not None:
+            lines = publish_site(args.paths, args.site, execute=not args.no_execute,
+                                 timeout=args.timeout).lines()
+        else:
+            lines = publish(args.paths[0], args.paths[1], execute=not args.no_execute,
+                            timeout=args.timeout).lines()
+    except MechscopeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(lines))
+    return 0
