@@ -21,8 +21,12 @@ export interface EncodedArray {
   scale?: Scale | null;
 }
 
-export interface DecodedArray {
-  values: Float32Array;
+/** What decode() returns: integer dtypes in an integer array of their own width (exact: an int32
+ * token id above 2^24 stays itself), floats and quantised arrays as Float32Array. */
+export type NumericArray = Float32Array | Int32Array | Uint8Array | Uint16Array;
+
+export interface DecodedArray<T extends NumericArray = NumericArray> {
+  values: T;
   shape: number[];
 }
 
@@ -49,49 +53,78 @@ function dequantise(code: number, s: Scale): number {
   return s.offset + s.step * code;
 }
 
-/** Quantised uint8 / uint16: one lookup table of every code, then one pass over the codes. */
+/** Quantised arrays: one lookup table of every uint8 / uint16 code, else code by code. */
 function decodeScaled(bytes: Uint8Array, n: number, dtype: WireDtype, s: Scale): Float32Array {
+  const raw = decodeRaw(bytes, n, dtype);
   const out = new Float32Array(n);
   if (dtype === "uint8" || dtype === "uint16") {
     const lut = new Float32Array(dtype === "uint8" ? 256 : 65536);
     for (let c = 0; c < lut.length; c++) lut[c] = dequantise(c, s);
-    if (dtype === "uint8") {
-      for (let i = 0; i < n; i++) out[i] = lut[bytes[i]];
-    } else {
-      for (let i = 0; i < n; i++) out[i] = lut[bytes[2 * i] | (bytes[2 * i + 1] << 8)];
-    }
+    for (let i = 0; i < n; i++) out[i] = lut[raw[i]];
     return out;
   }
-  const raw = decode({ dtype, shape: [n], data: bytes }).values;
   for (let i = 0; i < n; i++) out[i] = dequantise(raw[i], s);
   return out;
 }
 
-/** Decode any wire dtype to a Float32Array (copying, so alignment never matters). */
+/** Little-endian values of `dtype` into a fresh array of the matching type (copying, so alignment
+ * and the host's byte order never matter). */
+function decodeRaw(bytes: Uint8Array, n: number, dtype: string): NumericArray {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  switch (dtype) {
+    case "float32": {
+      const out = new Float32Array(n);
+      for (let i = 0; i < n; i++) out[i] = view.getFloat32(i * 4, true);
+      return out;
+    }
+    case "float16": {
+      const out = new Float32Array(n);
+      for (let i = 0; i < n; i++) out[i] = halfToFloat(view.getUint16(i * 2, true));
+      return out;
+    }
+    case "uint8": {
+      const out = new Uint8Array(n);
+      out.set(bytes.subarray(0, n));
+      return out;
+    }
+    case "uint16": {
+      const out = new Uint16Array(n);
+      for (let i = 0; i < n; i++) out[i] = view.getUint16(i * 2, true);
+      return out;
+    }
+    case "int32": {
+      const out = new Int32Array(n);
+      for (let i = 0; i < n; i++) out[i] = view.getInt32(i * 4, true);
+      return out;
+    }
+    case "int64":
+    case "uint64":
+      throw new Error(`mechscope codec: ${dtype} is not a wire dtype (JS numbers are not exact past 2^53); encode as int32`);
+    default:
+      throw new Error(`mechscope codec: unknown dtype ${String(dtype)}`);
+  }
+}
+
+/** Decode any wire dtype: integers exactly (Int32Array, Uint8Array, Uint16Array), floats and
+ * quantised arrays as Float32Array. */
 export function decode(enc: EncodedArray): DecodedArray {
   const bytes = toBytes(enc.data);
   const n = enc.shape.reduce((a, b) => a * b, 1);
-  if (enc.scale) return { values: decodeScaled(bytes, n, enc.dtype, enc.scale), shape: enc.shape };
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const out = new Float32Array(n);
-  switch (enc.dtype) {
-    case "float32":
-      for (let i = 0; i < n; i++) out[i] = view.getFloat32(i * 4, true);
-      break;
-    case "float16":
-      for (let i = 0; i < n; i++) out[i] = halfToFloat(view.getUint16(i * 2, true));
-      break;
-    case "uint8":
-      for (let i = 0; i < n; i++) out[i] = view.getUint8(i);
-      break;
-    case "uint16":
-      for (let i = 0; i < n; i++) out[i] = view.getUint16(i * 2, true);
-      break;
-    case "int32":
-      for (let i = 0; i < n; i++) out[i] = view.getInt32(i * 4, true);
-      break;
-    default:
-      throw new Error(`mechscope codec: unknown dtype ${String(enc.dtype)}`);
+  const itemsize = { float32: 4, float16: 2, uint8: 1, uint16: 2, int32: 4 }[enc.dtype] ?? 0;
+  if (itemsize && bytes.byteLength < n * itemsize) {
+    throw new Error(`mechscope codec: ${bytes.byteLength} bytes for shape [${enc.shape}] of ${enc.dtype}`);
   }
-  return { values: out, shape: enc.shape };
+  if (enc.scale) return { values: decodeScaled(bytes, n, enc.dtype, enc.scale), shape: enc.shape };
+  return { values: decodeRaw(bytes, n, enc.dtype), shape: enc.shape };
+}
+
+/** Decode to Float32Array whatever the dtype (for values that are drawn, not looked up). */
+export function decodeFloat(enc: EncodedArray): DecodedArray<Float32Array> {
+  const d = decode(enc);
+  return { values: d.values instanceof Float32Array ? d.values : Float32Array.from(d.values), shape: d.shape };
+}
+
+/** An optional array trait ({} when absent): decoded, or null. */
+export function decodeOptional(enc: EncodedArray | Record<string, never> | null | undefined): NumericArray | null {
+  return enc && "data" in enc ? decode(enc as EncodedArray).values : null;
 }

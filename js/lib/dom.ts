@@ -14,10 +14,15 @@ export function h<K extends keyof HTMLElementTagNameMap>(
 }
 
 /**
- * A labelled <select> of [value, text] options. Its keys (arrows, type-ahead) stay its own:
- * JupyterLab's command-mode shortcuts would otherwise take the arrow keys first. Shortcuts with
- * Ctrl/Meta/Alt (save, ...) still reach Lab.
+ * Keys pressed on these elements are theirs, not JupyterLab's notebook shortcuts (arrows would
+ * move the cell selection, "0 0" restart the kernel, Shift+Enter run the cell): Lumino skips a
+ * focused element carrying `data-lm-suppress-shortcuts`. The one way every widget keeps its keys.
  */
+export function ownKeys(...nodes: HTMLElement[]): void {
+  for (const node of nodes) node.setAttribute("data-lm-suppress-shortcuts", "true");
+}
+
+/** A labelled <select> of [value, text] options; its keys (arrows, type-ahead) are its own. */
 export function choiceSelect(
   ariaLabel: string,
   options: ReadonlyArray<readonly [string, string]>,
@@ -31,10 +36,20 @@ export function choiceSelect(
     byValue[value] = opt;
     select.append(opt);
   }
-  select.addEventListener("keydown", (ev) => {
-    if (!ev.ctrlKey && !ev.metaKey && !ev.altKey) ev.stopPropagation();
-  });
+  ownKeys(select);
   return { select, options: byValue };
+}
+
+/**
+ * A <style> element with `css`, added once per document under `id` (after the shared CSS).
+ */
+export function ensureWidgetStyle(id: string, css: string): void {
+  ensureStyle();
+  if (document.getElementById(id)) return;
+  const style = document.createElement("style");
+  style.id = id;
+  style.textContent = css;
+  document.head.appendChild(style);
 }
 
 /**

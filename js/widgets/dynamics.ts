@@ -3,9 +3,10 @@
 // the structure metric at that step (shared colour scale), and the emergence-step scatter.
 // Python side: src/mechscope/widgets/dynamics.py. Every label is drawn with textContent or on
 // canvas, never as HTML.
-import { decode, type EncodedArray } from "../lib/codec";
-import { colorIndex, colorTable, formatValue, INVALID_RGB, type Range } from "../lib/colors";
-import { ensureStyle, h, redrawWhenAttached } from "../lib/dom";
+import { decodeFloat, type EncodedArray } from "../lib/codec";
+import { colorBarCanvas, colorTable, formatValue, type Range } from "../lib/colors";
+import { ensureStyle, h, ownKeys, redrawWhenAttached } from "../lib/dom";
+import { ARROWS, axisLabels, cellColour, moveCell, paintCells } from "../lib/grid";
 
 interface Stats {
   pearson: number | null;
@@ -171,9 +172,6 @@ function render({ model, el }: { model: DynamicsModel; el: HTMLElement }): () =>
   const slider = h("div", "ms-dyn-slider");
   const range = h("input", "ms-dyn-range");
   range.type = "range";
-  // JupyterLab's command-mode shortcuts (arrows, Home, End) would otherwise take the keys of
-  // every focusable control here: Lumino skips elements marked like this.
-  const ownKeys = (node: HTMLElement): void => node.setAttribute("data-lm-suppress-shortcuts", "true");
   ownKeys(range);
   range.min = "0";
   range.step = "1";
@@ -232,16 +230,16 @@ function render({ model, el }: { model: DynamicsModel; el: HTMLElement }): () =>
 
   function load(): void {
     runs = model.get("runs");
-    steps = decode(model.get("steps")).values;
+    steps = decodeFloat(model.get("steps")).values;
     nCk = steps.length;
     xs = Float64Array.from(steps, (s) => Math.log1p(Math.max(0, s)));
-    const st = decode(model.get("structure"));
+    const st = decodeFloat(model.get("structure"));
     [nRuns, , nRows, nCols] = st.shape;
     structure = st.values;
-    sCurve = decode(model.get("structure_curve")).values;
-    bCurve = decode(model.get("behaviour_curve")).values;
-    emerg = decode(model.get("emergence_steps")).values;
-    wins = decode(model.get("windows")).values;
+    sCurve = decodeFloat(model.get("structure_curve")).values;
+    bCurve = decodeFloat(model.get("behaviour_curve")).values;
+    emerg = decodeFloat(model.get("emergence_steps")).values;
+    wins = decodeFloat(model.get("windows")).values;
     const sr = finiteRange(sCurve, 0);
     sRange = niceAxis({ lo: Math.min(sr.lo, 0), hi: sr.hi });
     bRange = niceAxis(finiteRange(bCurve, 0));
@@ -453,14 +451,7 @@ function render({ model, el }: { model: DynamicsModel; el: HTMLElement }): () =>
       panel.append(h("div", "ms-dyn-label", runs[r] ?? `run ${r}`));
       const grid = h("div", "ms-dyn-hm");
       const rows = h("div", "ms-rowlabels");
-      if (ch >= MIN_LABEL_CELL) {
-        for (const label of rl) {
-          const d = h("div", undefined, label);
-          d.style.height = `${ch}px`;
-          d.style.lineHeight = `${ch}px`;
-          rows.append(d);
-        }
-      }
+      if (ch >= MIN_LABEL_CELL) axisLabels(rows, rl, ch, "row");
       const c = h("canvas", "ms-dyn-heat");
       c.width = nCols * cw;
       c.height = nRows * ch;
@@ -479,11 +470,10 @@ function render({ model, el }: { model: DynamicsModel; el: HTMLElement }): () =>
       c.addEventListener("mouseleave", hideTip);
       c.addEventListener("blur", hideTip);
       c.addEventListener("keydown", (ev) => {
-        const moves: Record<string, [number, number]> = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] };
-        const d = moves[ev.key];
+        const d = ARROWS[ev.key];
         if (!d) return;
         ev.preventDefault();
-        cursor = [Math.max(0, Math.min(nRows - 1, cursor[0] + d[0])), Math.max(0, Math.min(nCols - 1, cursor[1] + d[1]))];
+        cursor = moveCell(cursor, d, nRows, nCols);
         const rect = c.getBoundingClientRect();
         drawHeat(r);
         showTip(heatTip(r, cursor[0], cursor[1]), rect.left + (cursor[1] + 0.5) * cw, rect.top + (cursor[0] + 0.5) * ch);
@@ -491,14 +481,7 @@ function render({ model, el }: { model: DynamicsModel; el: HTMLElement }): () =>
       c.addEventListener("focus", () => drawHeat(r));
       grid.append(rows, c);
       const cols = h("div", "ms-collabels");
-      if (cw >= MIN_LABEL_CELL) {
-        for (const label of cl) {
-          const d = h("div", undefined, label);
-          d.style.width = `${cw}px`;
-          d.style.lineHeight = `${cw}px`;
-          cols.append(d);
-        }
-      }
+      if (cw >= MIN_LABEL_CELL) axisLabels(cols, cl, cw, "col");
       grid.append(h("div"), cols);
       panel.append(grid);
       heatPanels.append(panel);
@@ -506,15 +489,7 @@ function render({ model, el }: { model: DynamicsModel; el: HTMLElement }): () =>
     }
     // one shared colour bar
     const bar = h("div", "ms-dyn-bar");
-    const strip = document.createElement("canvas");
-    strip.width = 12;
-    strip.height = Math.max(56, Math.min(nRows * ch, 160));
-    const sctx = strip.getContext("2d")!;
-    for (let y = 0; y < strip.height; y++) {
-      const k = Math.round((1 - y / (strip.height - 1)) * 255) * 3;
-      sctx.fillStyle = `rgb(${table[k]},${table[k + 1]},${table[k + 2]})`;
-      sctx.fillRect(0, y, 12, 1);
-    }
+    const strip = colorBarCanvas(table, Math.max(56, Math.min(nRows * ch, 160)));
     bar.append(h("div", undefined, formatValue(model.get("vmax"))), strip, h("div", undefined, formatValue(model.get("vmin"))));
     heatPanels.append(bar);
   }
@@ -537,24 +512,14 @@ function render({ model, el }: { model: DynamicsModel; el: HTMLElement }): () =>
     const rg: Range = { lo: model.get("vmin"), hi: model.get("vmax") };
     let best = -1;
     let bestV = -Infinity;
-    for (let row = 0; row < nRows; row++) {
-      for (let col = 0; col < nCols; col++) {
-        const v = heatValue(r, row, col);
-        let rgb: [number, number, number];
-        if (Number.isFinite(v)) {
-          const k = colorIndex(v, rg) * 3;
-          rgb = [table[k], table[k + 1], table[k + 2]];
-          if (v > bestV) {
-            bestV = v;
-            best = row * nCols + col;
-          }
-        } else {
-          rgb = INVALID_RGB;
-        }
-        ctx.fillStyle = `rgb(${rgb[0]},${rgb[1]},${rgb[2]})`;
-        ctx.fillRect(col * cw, row * ch, cw, ch);
+    for (let i = 0; i < nRows * nCols; i++) {
+      const v = heatValue(r, Math.floor(i / nCols), i % nCols);
+      if (v > bestV) { // NaN never wins
+        bestV = v;
+        best = i;
       }
     }
+    paintCells(ctx, { rows: nRows, cols: nCols, cellW: cw, cellH: ch, colour: (row, col) => cellColour(heatValue(r, row, col), table, rg) });
     // the best unit (what the curves plot) outlined; the keyboard cursor when focused
     if (best >= 0 && cw >= 6 && ch >= 6) {
       ctx.strokeStyle = inkOf(root);

@@ -4,9 +4,10 @@
 // drag a rectangle, or focus the canvas and use + / - (or the wheel), arrows (move the cursor
 // cell), Shift+arrows (pan), 0 (reset). Every view is re-pooled, down to one cell per block.
 // Python side: src/mechscope/widgets/heatmap.py.
-import { decode, type EncodedArray } from "../lib/codec";
+import { decodeFloat, type EncodedArray } from "../lib/codec";
 import { colorBarCanvas, colorIndex, colorTable, formatValue, INVALID_RGB, valueRange, type Range, type ScaleName } from "../lib/colors";
-import { ensureStyle, h } from "../lib/dom";
+import { ensureStyle, h, ownKeys } from "../lib/dom";
+import { ARROWS, axisLabels, syncHovered } from "../lib/grid";
 
 interface Stats {
   min?: number | null;
@@ -153,7 +154,7 @@ function render({ model, el }: { model: HeatmapModel; el: HTMLElement }): () => 
   reset.type = "button";
   // Keys pressed on the map are its own, not JupyterLab's notebook shortcuts (arrows would move
   // the cell selection, "0 0" restart the kernel); Lumino skips the focused element with this.
-  for (const c of [canvas, reset]) c.setAttribute("data-lm-suppress-shortcuts", "true");
+  ownKeys(canvas, reset);
   const help = h("span", "ms-note ms-hm-help");
   bar.append(viewInfo, reset, help);
   const note = h("div", "ms-note");
@@ -184,7 +185,7 @@ function render({ model, el }: { model: HeatmapModel; el: HTMLElement }): () => 
 
   function load(): void {
     const enc = model.get("values");
-    const decoded = decode(enc);
+    const decoded = decodeFloat(enc);
     [rows, cols] = decoded.shape;
     data = decoded.values;
     const scale = model.get("colorscale");
@@ -307,24 +308,11 @@ function render({ model, el }: { model: HeatmapModel; el: HTMLElement }): () => 
   function drawLabels(pxCol: number, pxRow: number): void {
     const rl = model.get("row_labels");
     const cl = model.get("col_labels");
-    rowLabels.replaceChildren();
-    if (pxRow >= MIN_LABEL_CELL && fr === 1 && view.r1 - view.r0 <= MAX_LABELS) {
-      for (let r = view.r0; r < view.r1; r++) {
-        const d = h("div", undefined, rl[r] ?? String(r));
-        d.style.height = `${pxRow}px`;
-        d.style.lineHeight = `${pxRow}px`;
-        rowLabels.append(d);
-      }
-    }
-    colLabels.replaceChildren();
-    if (pxCol >= MIN_LABEL_CELL && fc === 1 && view.c1 - view.c0 <= MAX_LABELS) {
-      for (let c = view.c0; c < view.c1; c++) {
-        const d = h("div", undefined, cl[c] ?? String(c));
-        d.style.width = `${pxCol}px`;
-        d.style.lineHeight = `${pxCol}px`;
-        colLabels.append(d);
-      }
-    }
+    const inView = (n0: number, n1: number, labels: string[]) => Array.from({ length: n1 - n0 }, (_, i) => labels[n0 + i] ?? String(n0 + i));
+    const rowsShown = pxRow >= MIN_LABEL_CELL && fr === 1 && view.r1 - view.r0 <= MAX_LABELS;
+    const colsShown = pxCol >= MIN_LABEL_CELL && fc === 1 && view.c1 - view.c0 <= MAX_LABELS;
+    axisLabels(rowLabels, rowsShown ? inView(view.r0, view.r1, rl) : [], pxRow, "row");
+    axisLabels(colLabels, colsShown ? inView(view.c0, view.c1, cl) : [], pxCol, "col");
   }
 
   /** The cell under CSS point (px, py) of the canvas, or null outside it. */
@@ -368,11 +356,7 @@ function render({ model, el }: { model: HeatmapModel; el: HTMLElement }): () => 
     tooltip.style.display = "block";
     tooltip.style.left = `${left + 14}px`;
     tooltip.style.top = `${top + 14}px`;
-    const hv = model.get("hovered");
-    if (!hv || hv[0] !== r || hv[1] !== c) {
-      model.set("hovered", [r, c]);
-      model.save_changes();
-    }
+    syncHovered(model, [r, c]);
   }
 
   function canvasOffset(): { x: number; y: number } {
@@ -521,10 +505,7 @@ function render({ model, el }: { model: HeatmapModel; el: HTMLElement }): () => 
 
   // ---- keyboard: arrows move the cursor (one drawn block), Shift+arrows pan, + / - / 0 zoom --
   canvas.addEventListener("keydown", (ev) => {
-    const moves: Record<string, [number, number]> = {
-      ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1],
-    };
-    const d = moves[ev.key];
+    const d = ARROWS[ev.key];
     if (d) {
       ev.preventDefault();
       if (ev.shiftKey && zoomable) {

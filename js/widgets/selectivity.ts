@@ -1,9 +1,10 @@
 // Selectivity widget: histogram of a layer's selectivity indices, a ranked neuron list, an
 // optional selectivity-vs-ablation scatter, and the selected neuron's class means and top
 // examples (tokens highlighted by activation). Python side: src/mechscope/widgets/selectivity.py.
-import { decode, type EncodedArray } from "../lib/codec";
+import { decode, decodeFloat, decodeOptional, type EncodedArray, type NumericArray } from "../lib/codec";
 import { formatValue } from "../lib/colors";
 import { ensureStyle, h, redrawWhenAttached } from "../lib/dom";
+import { visibleToken } from "../lib/tokens";
 
 type Maybe = EncodedArray | Record<string, never>;
 
@@ -86,12 +87,9 @@ function tick(v: number): string {
   return String(Number(v.toPrecision(3)));
 }
 
-function visibleToken(tok: string): string {
-  return tok.replace(/\n/g, "↵").replace(/\t/g, "⇥");
-}
-
 function decodeMaybe(enc: Maybe): Float32Array | null {
-  return enc && "data" in enc ? decode(enc as EncodedArray).values : null;
+  const values = decodeOptional(enc);
+  return values ? Float32Array.from(values) : null;
 }
 
 interface Geometry {
@@ -153,15 +151,15 @@ function render({ model, el }: { model: SelModel; el: HTMLElement }): () => void
   let C = 0;
   let index: Float32Array = new Float32Array(0);
   let means: Float32Array = new Float32Array(0);
-  let preferred: Float32Array = new Float32Array(0);
+  let preferred: NumericArray = new Int32Array(0);
   let floor: Float32Array | null = null;
   let effect: Float32Array | null = null;
-  let exNeurons: Float32Array = new Float32Array(0);
-  let exTokens: Float32Array = new Float32Array(0);
+  let exNeurons: NumericArray = new Int32Array(0);
+  let exTokens: NumericArray = new Int32Array(0);
   let exActs: Float32Array = new Float32Array(0);
-  let exClass: Float32Array = new Float32Array(0);
-  let exOffset: Float32Array = new Float32Array(0);
-  let exLength: Float32Array = new Float32Array(0);
+  let exClass: NumericArray = new Int32Array(0);
+  let exOffset: NumericArray = new Int32Array(0);
+  let exLength: NumericArray = new Int32Array(0);
   let E = 0;
   let W = 0;
   let rankOf = new Map<number, number>(); // neuron -> row in ex_* arrays
@@ -172,10 +170,10 @@ function render({ model, el }: { model: SelModel; el: HTMLElement }): () => void
   let keyBin = -1;
 
   function loadData(): void {
-    const cm = decode(model.get("class_means"));
+    const cm = decodeFloat(model.get("class_means"));
     [C, N] = cm.shape;
     means = cm.values;
-    index = decode(model.get("index")).values;
+    index = decodeFloat(model.get("index")).values;
     preferred = decode(model.get("preferred")).values;
     floor = decodeMaybe(model.get("floor"));
     effect = decodeMaybe(model.get("ablation_effect"));
@@ -183,7 +181,7 @@ function render({ model, el }: { model: SelModel; el: HTMLElement }): () => void
     const et = decode(model.get("ex_tokens"));
     [, E, W] = et.shape;
     exTokens = et.values;
-    exActs = decode(model.get("ex_acts")).values;
+    exActs = decodeFloat(model.get("ex_acts")).values;
     exClass = decode(model.get("ex_class")).values;
     exOffset = decode(model.get("ex_offset")).values;
     exLength = decode(model.get("ex_length")).values;

@@ -27,6 +27,19 @@ DARK_VARS = """:root { --jp-layout-color0: #111111; --jp-layout-color1: #1e1e1e;
 body { background: #111111; }"""
 
 
+JS_SPACE = "\t\n\v\f\r \u00a0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000\ufeff"
+
+
+def visible_token(tok: str) -> str:
+    """js/lib/tokens.ts visibleToken: whitespace and control characters made visible."""
+    if tok == "":
+        return "∅"
+    shown = tok.replace("\n", "↵").replace("\t", "⇥").replace("\r", "␍")
+    shown = "".join(chr(0x2421 if c == "\x7f" else 0x2400 + ord(c)) if ord(c) < 32 or c == "\x7f" else c
+                    for c in shown)  # other controls: their Control Pictures
+    return shown.replace(" ", "␣") if shown.strip(JS_SPACE) == "" else shown
+
+
 def page_html(snapshot: str, dark: bool = False) -> str:
     style = f"<style>{DARK_VARS}</style>" if dark else ""
     return (f'<!doctype html><html><head><meta charset="utf-8">{style}</head>'

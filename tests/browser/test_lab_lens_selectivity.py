@@ -43,6 +43,7 @@ from tests.browser.lab_notebook import (
     Notebook,
     save,
 )
+from tests.browser.offline_page import visible_token as visible
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 
@@ -132,17 +133,6 @@ def fmt_prob(p: float) -> str:
 
 
 #: what String.prototype.trim strips (WhiteSpace + LineTerminator)
-JS_SPACE = "\t\n\v\f\r \u00a0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000\ufeff"
-
-
-def visible(tok: str) -> str:
-    """js/lib/tokens.ts visibleToken: whitespace and control characters made visible."""
-    if tok == "":
-        return "∅"
-    shown = tok.replace("\n", "↵").replace("\t", "⇥").replace("\r", "␍")
-    shown = "".join(chr(0x2421 if c == "\x7f" else 0x2400 + ord(c)) if ord(c) < 32 or c == "\x7f" else c
-                    for c in shown)  # other controls: their Control Pictures
-    return shown.replace(" ", "␣") if shown.strip(JS_SPACE) == "" else shown
 
 
 def js_json(s: str) -> str:
@@ -604,7 +594,7 @@ def assert_detail_is_the_kernels(s: SelView, n: int) -> dict:
         row = rows.nth(e)
         assert row.locator(".ms-badge").text_content() == ex["label"]
         toks = row.locator(".ms-tok")
-        assert toks.all_text_contents() == [t.replace("\n", "↵").replace("\t", "⇥") for t in ex["tokens"]]
+        assert toks.all_text_contents() == [visible(t) for t in ex["tokens"]]
         acts = [float(a) for a in toks.evaluate_all("(s) => s.map((x) => x.dataset.act)")]
         assert acts == pytest.approx(ex["acts"], rel=1e-3, abs=1e-4), (e, acts, ex["acts"])
         assert row.locator(".ms-note").all_text_contents()[-1].startswith("   peak ")

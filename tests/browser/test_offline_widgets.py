@@ -19,7 +19,7 @@ from mechscope.analysis.logit_lens import LogitLensResult
 from mechscope.analysis.selectivity import SelectivityResult, selectivity_index
 from mechscope.datasets import labelled_texts
 from mechscope.widgets import LogitLens, Selectivity, decode_array
-from tests.browser.offline_page import offline_browser
+from tests.browser.offline_page import offline_browser, visible_token
 
 pytestmark = pytest.mark.browser
 
@@ -220,8 +220,8 @@ def test_selectivity_list_histogram_and_scatter_select_neurons(open_page):
     examples = sel.top_examples(n4, n=3)
     rows = detail.locator(".ms-sel-ex")
     assert rows.count() == 3
-    first = [t.replace("↵", "\n") for t in rows.nth(0).locator(".ms-tok").all_text_contents()]
-    assert first == examples[0].tokens
+    first = rows.nth(0).locator(".ms-tok").all_text_contents()
+    assert first == [visible_token(t) for t in examples[0].tokens]
     assert rows.nth(0).locator(".ms-badge").inner_text() == examples[0].label
     acts = [float(a) for a in rows.nth(0).locator(".ms-tok").evaluate_all("(s) => s.map((x) => x.dataset.act)")]
     np.testing.assert_allclose(acts, examples[0].activations, rtol=2e-3, atol=1e-3)

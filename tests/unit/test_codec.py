@@ -214,3 +214,111 @@ def test_quantised_round_trip_property(x, dtype):
     np.testing.assert_array_equal(np.isnan(back), np.isnan(x))
     np.testing.assert_array_equal(np.isposinf(back), np.isposinf(x))
     np.testing.assert_array_equal(np.isneginf(back), np.isneginf(x))
+
+
+# ---- integers stay exact, in Python and in js/lib/codec.ts --------------------------------
+BIG_IDS = np.array([[2**24 + 1, 2**31 - 1], [-(2**31), 16_777_219]], dtype=np.int64)
+
+
+def test_int32_ids_above_2_24_round_trip_exactly():
+    enc = encode_array(BIG_IDS, "int32")
+    back = decode_array(enc)
+    assert back.dtype == np.int32 and back.tolist() == BIG_IDS.tolist()
+    assert decode_array(to_json_safe(enc)).tolist() == BIG_IDS.tolist()
+    assert float(np.float32(2**24 + 1)) != 2**24 + 1  # what a float32 decoder would have lost
+
+
+def test_the_ts_decoder_gives_integers_exactly(tmp_path):
+    """js/lib/codec.ts, bundled by esbuild and run by node: int32 / uint16 / uint8 decode to
+    integer arrays with every value exact; int64 is refused with a clear error."""
+    import json
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    esbuild = root / "node_modules" / ".bin" / "esbuild"
+    node = shutil.which("node")
+    assert node and esbuild.exists(), "node and `npm install` (esbuild) are needed for the JS codec check"
+    out = tmp_path / "codec.mjs"
+    subprocess.run([str(esbuild), str(root / "js" / "lib" / "codec.ts"), "--bundle", "--format=esm",
+                    f"--outfile={out}"], check=True, capture_output=True)
+    cases = {"int32": BIG_IDS, "uint16": np.array([0, 65535, 4097]), "uint8": np.array([0, 255, 7])}
+    payload = {k: to_json_safe(encode_array(v, k)) for k, v in cases.items()}
+    script = tmp_path / "check.mjs"
+    script.write_text(
+        f"import {{ decode }} from {json.dumps(out.as_uri())};\n"
+        "const cases = JSON.parse(process.argv[2]);\n"
+        "const res = {};\n"
+        "for (const [k, enc] of Object.entries(cases)) {\n"
+        "  const d = decode({ ...enc, data: Buffer.from(enc.data, 'base64') });\n"
+        "  res[k] = { type: d.values.constructor.name, values: Array.from(d.values), shape: d.shape };\n"
+        "}\n"
+        "try { decode({ dtype: 'int64', shape: [1], data: new Uint8Array(8) }); res.int64 = 'decoded'; }\n"
+        "catch (e) { res.int64 = String(e.message); }\n"
+        "console.log(JSON.stringify(res));\n", encoding="utf-8")
+    run = subprocess.run([node, str(script), json.dumps(payload)], check=True, capture_output=True, text=True)
+    res = json.loads(run.stdout)
+    assert res["int32"] == {"type": "Int32Array", "values": BIG_IDS.ravel().tolist(), "shape": [2, 2]}
+    assert res["uint16"]["type"] == "Uint16Array" and res["uint16"]["values"] == [0, 65535, 4097]
+    assert res["uint8"]["type"] == "Uint8Array" and res["uint8"]["values"] == [0, 255, 7]
+    assert "int64 is not a wire dtype" in res["int64"] and "encode as int32" in res["int64"]
+
+
+# ---- ArrayTrait: the one array trait type ------------------------------------------------
+def test_array_trait_validates_with_input_errors():
+    import traitlets
+
+    from mechscope.widgets.traits import ArrayTrait, TraitInputError
+
+    class W(traitlets.HasTraits):
+        ids = ArrayTrait("int32")
+        extra = ArrayTrait("float32", optional=True)
+
+    w = W(ids=[1, 2, 3], extra={})
+    assert w.ids["dtype"] == "int32" and decode_array(w.ids).tolist() == [1, 2, 3]
+    bad = [
+        (["a"], r"ids: expected a numeric array, got dtype <U1"),
+        ({"dtype": "int64", "shape": [1], "data": memoryview(b"\0" * 8)}, r"ids: wire dtype must be one of"),
+        ({**encode_array([1, 2], "int32"), "shape": [3]}, r"ids: 8 bytes of data for shape \[3\] of int32 \(needs 12\)"),
+        ({"dtype": "int32", "shape": [-1], "data": b""}, r"ids: shape must be a list of non-negative ints"),
+        ({}, r"ids needs an array; \{\} \(no array\) is not allowed here"),
+        ("text", r"ids must be an encoded array|ids: expected a numeric array"),
+    ]
+    for value, message in bad:
+        with pytest.raises(InputError, match=message) as err:
+            w.ids = value
+        assert isinstance(err.value, TraitInputError) and isinstance(err.value, traitlets.TraitError)
+
+
+def test_the_snapshot_finds_array_traits_from_their_type():
+    import base64
+    import json
+    import re
+
+    from mechscope.widgets import Heatmap
+    from mechscope.widgets.traits import ArrayTrait, array_traits
+
+    class Extra(Heatmap):
+        mask = ArrayTrait("uint8", optional=True)
+
+    w = Extra(np.eye(2))
+    w.mask = np.array([1, 0, 0, 1])
+    assert array_traits(w) == ["mask", "values"]
+    match = re.search(r"^  const state = (.*);$", w.offline_html() or "", flags=re.M)
+    assert match
+    state = json.loads(match.group(1))
+    assert base64.b64decode(state["mask"]["data"]) == bytes([1, 0, 0, 1])
+    assert isinstance(state["values"]["data"], str)
+    assert '"mask","values"' in (w.offline_html() or "")  # the runtime decodes both
+
+
+def test_a_missing_bundle_fails_when_the_widget_is_made():
+    from mechscope.errors import MechscopeError
+    from mechscope.widgets._base import STATIC, MechscopeWidget
+
+    class Nowhere(MechscopeWidget):  # defining it is fine (importing mechscope never fails)
+        _esm = STATIC / "no_such_widget.js"
+
+    with pytest.raises(MechscopeError, match=r"no_such_widget widget's JavaScript bundle is missing .*npm run build"):
+        Nowhere()

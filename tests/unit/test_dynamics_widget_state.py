@@ -16,6 +16,7 @@ from mechscope.dynamics import DynamicsResult
 from mechscope.errors import InputError
 from mechscope.widgets.codec import decode_array
 from mechscope.widgets.dynamics import Dynamics
+from mechscope.widgets.traits import array_traits
 
 HOSTILE = "</script><img src=x onerror=alert(1)>"
 
@@ -58,7 +59,7 @@ def test_state_is_the_result_through_the_codec():
     assert isinstance(w, Dynamics)
     assert w.runs == result.runs and w.structure_name == "induction"
     assert w.behaviour_name == "repeated_loss" and w.method == "halfway"
-    for name in w._array_traits:
+    for name in array_traits(w):
         assert getattr(w, name)["dtype"] == "float32"
     np.testing.assert_array_equal(decode_array(w.steps), result.steps)
     np.testing.assert_array_equal(decode_array(w.structure), result.induction)

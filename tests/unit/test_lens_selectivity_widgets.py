@@ -113,7 +113,7 @@ def test_lens_vocabulary_is_deduplicated_and_k_capped():
 def test_lens_without_target_modes():
     w = LogitLens(make_lens(target=False))
     assert w.color_mode == "top1" and w.target is None and w.target_prob == {} and w.target_rank == {}
-    with pytest.raises(traitlets.TraitError, match="needs a target"):
+    with pytest.raises(InputError, match="needs a target"):
         w.color_mode = "target_rank"
     with pytest.raises(InputError, match="needs a target"):
         LogitLens(make_lens(target=False), color_mode="target_prob")
@@ -216,7 +216,7 @@ def test_selectivity_ablation_and_selection():
     assert w.ablation_effect["dtype"] == "float32" and w.ablation_metric == "logit diff"
     assert "logit diff" in w.summary()
     w.selected = 5  # a neuron outside the top 3 can still be selected
-    with pytest.raises(traitlets.TraitError, match="0..5"):
+    with pytest.raises(InputError, match="0..5"):
         w.selected = 6
     with pytest.raises(traitlets.TraitError):
         w.selected = -1

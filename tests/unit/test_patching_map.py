@@ -16,7 +16,6 @@ import re
 import numpy as np
 import pytest
 import torch
-import traitlets
 
 import mechscope
 from mechscope.errors import InputError
@@ -99,7 +98,7 @@ def test_normalised_raw_toggle_and_when_clean_equals_corrupt(tiny_llama):
     assert w.vmin == -2.0 and w.value_label == "m - corrupt"
     same = mechscope.patch(tiny_llama, CLEAN, CLEAN, prob(" the"), progress=False).show()
     assert not same.can_normalize and not same.normalized and "- corrupt" in same.value_label
-    with pytest.raises(traitlets.TraitError, match="cannot be normalised"):
+    with pytest.raises(InputError, match="cannot be normalised"):
         same.normalized = True
 
 
@@ -229,7 +228,7 @@ def test_failed_rerun_is_reported_beside_the_map():
 @pytest.mark.parametrize("cell", [[2, 0], [0, 3], [-1, 0], [0], [0, 1, 2]])
 def test_selected_must_be_inside_the_map(cell):
     w = PatchingMap(synthetic())
-    with pytest.raises(traitlets.TraitError, match=r"selected must be \[\] or \[row, col\] inside the 2 x 3 map"):
+    with pytest.raises(InputError, match=r"selected must be \[\] or \[row, col\] inside the 2 x 3 map"):
         w.selected = cell
 
 

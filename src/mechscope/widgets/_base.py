@@ -1,4 +1,14 @@
-"""Base class for mechscope widgets: bundle lookup, text/plain and the offline HTML snapshot."""
+"""Base class for mechscope widgets: the bundle, text/plain and the offline HTML snapshot.
+
+Each widget class names its front end once, ``_esm = STATIC / "<name>.js"`` (built from
+``js/widgets/<name>.ts``); anywidget reads it (and hot-reloads it with ``ANYWIDGET_HMR=1``). A
+missing bundle raises `MechscopeError` when a widget is made, not when mechscope is imported.
+
+The offline snapshot (``text/html``) inlines, as JSON with ``<``, ``>``, ``&``, U+2028 and
+U+2029 escaped: the state (arrays as base64, found from their `ArrayTrait` type), the widget's
+bundle and the snapshot runtime (``static/snapshot.js``, from ``js/snapshot.ts``), which renders
+the widget with a model that needs no kernel.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +16,22 @@ import html
 import json
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import anywidget
 
 from ..errors import MechscopeError
-from .codec import to_json_safe
+from .traits import ArrayTrait
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
 #: Above this many bytes of state the offline HTML snapshot is left out (text/plain remains).
 FALLBACK_MAX_BYTES = 8 * 1024 * 1024
+
+#: The snapshot runtime (js/snapshot.ts): ``mount(el, state, src, arrays)``.
+SNAPSHOT_RUNTIME = STATIC / "snapshot.js"
+
+_MISSING = "// mechscope: this widget's bundle was missing when its class was defined\n"
 
 
 def bundle_path(name: str) -> Path:
@@ -32,23 +47,69 @@ def _script_json(value: Any) -> str:
     return text
 
 
-class MechscopeWidget(anywidget.AnyWidget):
-    """An anywidget whose front end is ``static/<_bundle>.js`` (built from ``js/widgets/``)."""
+def _read_bundle(path: Path, what: str) -> str:
+    if not path.is_file():
+        raise MechscopeError(
+            f"{what} JavaScript bundle is missing ({path}). Build it with "
+            "`npm install && npm run build` in the repository, or reinstall with "
+            "`pip install -e .` (which builds it)."
+        )
+    return path.read_text(encoding="utf-8")
 
-    _bundle: str = ""
-    #: traits that hold encoded arrays ({dtype, shape, data}) for the offline snapshot.
-    _array_traits: tuple[str, ...] = ()
+
+def snapshot_script(el_id: str, state_json: str, bundle: str, arrays: list[str]) -> str:
+    """The inline module that renders ``bundle`` into element ``el_id`` from ``state_json``
+    (`_script_json` of the state; ``arrays``: its keys holding base64 encoded arrays).
+
+    Everything variable is escaped JSON; the few lines of glue hold no '<', '>' or '&'.
+    """
+    runtime = _read_bundle(SNAPSHOT_RUNTIME, "the offline snapshot runtime's")
+    return (
+        "<script type=\"module\">\n"
+        f"const el = document.getElementById({_script_json(el_id)});\n"
+        "if (el) {\n"
+        f"  const state = {state_json};\n"
+        f"  const src = {_script_json(_read_bundle(bundle_path(bundle), f'the {bundle} widget'))};\n"
+        f"  const arrays = {_script_json(arrays)};\n"
+        f"  const runtime = {_script_json(runtime)};\n"
+        "  import(URL.createObjectURL(new Blob([runtime], { type: \"text/javascript\" })))\n"
+        "    .then(function (m) { m.mount(el, state, src, arrays); })\n"
+        "    .catch(function (err) { const p = document.createElement(\"pre\");"
+        " p.textContent = \"mechscope snapshot failed: \" + err; el.appendChild(p); });\n"
+        "}\n"
+        "</script>"
+    )
+
+
+class MechscopeWidget(anywidget.AnyWidget):
+    """An anywidget whose front end is the class's ``_esm`` bundle (``STATIC / "<name>.js"``)."""
+
+    #: The bundle this class was given as ``_esm`` (set by ``__init_subclass__``).
+    _bundle_file: ClassVar[Path | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        esm = cls.__dict__.get("_esm")
+        if isinstance(esm, Path):
+            cls._bundle_file = esm
+            if not esm.is_file():  # anywidget would fail at import; fail when a widget is made
+                cls._esm = _MISSING
+        super().__init_subclass__(**kwargs)
 
     def __init__(self, **kwargs: Any) -> None:
-        path = bundle_path(self._bundle)
-        if not path.is_file():
-            raise MechscopeError(
-                f"the {self._bundle} widget's JavaScript bundle is missing ({path}). Build it with "
-                "`npm install && npm run build` in the repository, or reinstall with "
-                "`pip install -e .` (which builds it)."
-            )
-        self._esm = path.read_text(encoding="utf-8")
+        owner: type[MechscopeWidget] = next(
+            k for k in type(self).__mro__ if "_bundle_file" in k.__dict__ and issubclass(k, MechscopeWidget))
+        path = owner._bundle_file
+        if path is None:
+            raise MechscopeError(f"{type(self).__name__} names no bundle: set _esm = STATIC / '<name>.js'.")
+        if owner.__dict__.get("_esm") == _MISSING:  # built since the class was defined?
+            owner._esm = _read_bundle(path, f"the {path.stem} widget's")  # type: ignore[attr-defined]
         super().__init__(**kwargs)
+
+    @property
+    def bundle(self) -> str:
+        """The front end's name (``heatmap``, ...): ``static/<bundle>.js``."""
+        path = type(self)._bundle_file
+        return path.stem if path is not None else ""
 
     # ---- representations --------------------------------------------------------------
     def summary(self) -> str:
@@ -56,45 +117,31 @@ class MechscopeWidget(anywidget.AnyWidget):
         return f"<{type(self).__name__}>"
 
     def snapshot_state(self) -> dict[str, Any]:
-        """Synced state (minus the ESM source) as JSON-safe values for the offline snapshot."""
+        """Synced state (minus the ESM source) as JSON-safe values for the offline snapshot;
+        every `ArrayTrait` through the codec (``data`` as base64)."""
         state = self.get_state()
+        traits = self.traits(sync=True)
         out: dict[str, Any] = {}
         for key, value in state.items():
             if key.startswith("_"):
                 continue
-            if key in self._array_traits and isinstance(value, dict) and "data" in value:
-                value = to_json_safe(value)
+            if isinstance(traits.get(key), ArrayTrait):
+                value = ArrayTrait.snapshot_json(getattr(self, key))
             out[key] = value
         return out
 
     def offline_html(self) -> str | None:
         """A self-contained HTML snapshot that renders this widget with no kernel and no network."""
-        state = self.snapshot_state()
-        state_json = _script_json(state)
+        state_json = _script_json(self.snapshot_state())
         if len(state_json) > FALLBACK_MAX_BYTES:
             return None
-        esm = _script_json(bundle_path(self._bundle).read_text(encoding="utf-8"))
         uid = f"mechscope-{uuid.uuid4().hex[:12]}"
         summary = html.escape(self.summary())
+        arrays = [k for k, trait in self.traits(sync=True).items() if isinstance(trait, ArrayTrait)]
         return (
-            f'<div id="{uid}" class="mechscope-snapshot" data-mechscope-widget="{self._bundle}">'
+            f'<div id="{uid}" class="mechscope-snapshot" data-mechscope-widget="{self.bundle}">'
             f'<pre class="mechscope-summary">{summary}</pre></div>\n'
-            f"<script type=\"module\">\n"
-            f"const el = document.getElementById({json.dumps(uid)});\n"
-            f"if (el && !el.dataset.rendered) {{\n"
-            f"  el.dataset.rendered = '1';\n"
-            f"  const state = {state_json};\n"
-            f"  const src = {esm};\n"
-            f"  const b64 = (s) => {{ const b = atob(s); const u = new Uint8Array(b.length); for (let i = 0; i < b.length; i++) u[i] = b.charCodeAt(i); return new DataView(u.buffer); }};\n"
-            f"  for (const k of {json.dumps(list(self._array_traits))}) {{ if (state[k] && typeof state[k].data === 'string') state[k] = {{...state[k], data: b64(state[k].data)}}; }}\n"
-            f"  const listeners = {{}};\n"
-            f"  const model = {{ get: (k) => state[k], set: (k, v) => {{ state[k] = v; (listeners['change:' + k] || []).forEach((f) => f()); }},\n"
-            f"    on: (e, f) => {{ (listeners[e] = listeners[e] || []).push(f); }}, off: () => {{}}, save_changes: () => {{}}, send: () => {{}} }};\n"
-            f"  const url = URL.createObjectURL(new Blob([src], {{ type: 'text/javascript' }}));\n"
-            f"  import(url).then((mod) => {{ el.replaceChildren(); (mod.default.render)({{ model, el }}); el.dataset.ready = '1'; }})\n"
-            f"    .catch((err) => {{ const p = document.createElement('pre'); p.textContent = 'mechscope snapshot failed: ' + err; el.appendChild(p); }});\n"
-            f"}}\n"
-            f"</script>"
+            + snapshot_script(uid, state_json, self.bundle, sorted(arrays))
         )
 
     def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict, dict] | None:  # type: ignore[override]

@@ -121,6 +121,37 @@ def decode_array(encoded: dict[str, Any]) -> np.ndarray:
     return out.astype(np.float32)
 
 
+def check_encoded(value: Any, what: str = "array") -> dict[str, Any]:
+    """``value`` if it is an encoded array (as `encode_array` makes); else an `InputError` naming ``what``.
+
+    Checks the wire dtype, the shape (non-negative ints), that ``data`` is bytes (or base64
+    text, as in saved state) of exactly ``prod(shape) * itemsize`` bytes, and ``scale``'s keys.
+    """
+    if not isinstance(value, dict) or not {"dtype", "shape", "data"} <= value.keys():
+        raise InputError(f"{what} must be an encoded array {{dtype, shape, data}} from encode_array "
+                         f"(or a numeric array), got {type(value).__name__}.")
+    dtype, shape, data = value["dtype"], value["shape"], value["data"]
+    if dtype not in WIRE_DTYPES:
+        raise InputError(f"{what}: wire dtype must be one of {WIRE_DTYPES}, got {dtype!r}.")
+    if not isinstance(shape, list | tuple) or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+        raise InputError(f"{what}: shape must be a list of non-negative ints, got {shape!r}.")
+    if isinstance(data, str):
+        return value  # base64 text (saved widget state): its length is checked when decoded
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise InputError(f"{what}: data must be bytes (a memoryview), got {type(data).__name__}.")
+    want = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    got = memoryview(data).nbytes
+    if got != want:
+        raise InputError(f"{what}: {got} bytes of data for shape {list(shape)} of {dtype} "
+                         f"(needs {want}); encode it with encode_array.")
+    scale = value.get("scale")
+    if scale is not None and (not isinstance(scale, dict) or not {"offset", "step"} <= scale.keys()):
+        raise InputError(f"{what}: scale must be {{offset, step, ...}} from encode_array(quantize=True), "
+                         f"got {scale!r}.")
+    return value
+
+
 def to_json_safe(encoded: dict[str, Any]) -> dict[str, Any]:
     """The encoded array with ``data`` as base64 text (for the offline HTML snapshot)."""
     return {**encoded, "data": base64.b64encode(bytes(encoded["data"])).decode("ascii")}

@@ -38,12 +38,13 @@ import numpy as np
 import traitlets as t
 
 from ..errors import InputError
-from ._base import MechscopeWidget
-from .codec import decode_array, encode_array
+from ._base import STATIC, MechscopeWidget
+from .codec import decode_array
+from .traits import ArrayTrait, TraitInputError
 
 if TYPE_CHECKING:
-    from ..dynamics.emergence import EmergenceResult
-    from ..dynamics.measure import DynamicsResult
+    from ..dynamics.emergence_steps import EmergenceResult
+    from ..dynamics.measurement import DynamicsResult
 
 
 def _at(step: float) -> str:
@@ -66,20 +67,18 @@ class Dynamics(MechscopeWidget):
     Parameters: ``result`` (a `mechscope.dynamics.DynamicsResult`), ``structure`` (a per-unit
     metric: "induction", "prev_token" or "selectivity"), ``behaviour`` (any behaviour metric,
     e.g. "repeated_loss"), ``method`` ("halfway" or "max_slope", see
-    `mechscope.dynamics.emergence`), ``step`` (training step shown first: the nearest
+    `mechscope.dynamics.emergence_steps`), ``step`` (training step shown first: the nearest
     checkpoint; default the last), ``vmin``/``vmax`` (heatmap colour range, shared by every
     run and step; default 0 to the largest value anywhere in the array), ``title``.
     """
 
-    _bundle = "dynamics"
-    _array_traits = ("steps", "structure", "structure_curve", "behaviour_curve",
-                     "emergence_steps", "windows")
+    _esm = STATIC / "dynamics.js"
 
     runs = t.List(t.Unicode()).tag(sync=True)
     """Run labels, one curve panel and one heatmap each (e.g. "seed0")."""
-    steps = t.Dict().tag(sync=True)
+    steps = ArrayTrait("float32")
     """Encoded (checkpoints,) training step of every checkpoint."""
-    structure = t.Dict().tag(sync=True)
+    structure = ArrayTrait("float32")
     """Encoded (runs, checkpoints, rows, cols) per-unit structure metric (the heatmaps)."""
     row_labels = t.List(t.Unicode()).tag(sync=True)
     """Heatmap row labels (layers, "L0")."""
@@ -89,13 +88,13 @@ class Dynamics(MechscopeWidget):
     """Name of the structure metric."""
     behaviour_name = t.Unicode("").tag(sync=True)
     """Name of the behaviour metric."""
-    structure_curve = t.Dict().tag(sync=True)
+    structure_curve = ArrayTrait("float32")
     """Encoded (runs, checkpoints) structure metric of the best unit at each checkpoint."""
-    behaviour_curve = t.Dict().tag(sync=True)
+    behaviour_curve = ArrayTrait("float32")
     """Encoded (runs, checkpoints) behaviour metric."""
-    emergence_steps = t.Dict().tag(sync=True)
+    emergence_steps = ArrayTrait("float32")
     """Encoded (runs, 2) emergence step of [structure, behaviour] (NaN: no change)."""
-    windows = t.Dict().tag(sync=True)
+    windows = ArrayTrait("float32")
     """Encoded (runs, 2, 2) transition windows [[structure start, end], [behaviour start, end]]."""
     stats = t.Dict().tag(sync=True)
     """Correlations: pearson, spearman, n (pairs), steps_pearson, steps_spearman (None: NaN)."""
@@ -114,7 +113,7 @@ class Dynamics(MechscopeWidget):
                  behaviour: str = "repeated_loss", *, method: str = "halfway",
                  step: int | None = None, vmin: float | None = None, vmax: float | None = None,
                  title: str | None = None) -> None:
-        from ..dynamics.measure import DynamicsResult
+        from ..dynamics.measurement import DynamicsResult
 
         if not isinstance(result, DynamicsResult):
             raise InputError(f"Dynamics takes a mechscope.dynamics.DynamicsResult (from "
@@ -135,15 +134,13 @@ class Dynamics(MechscopeWidget):
         self._em = em
         super().__init__(
             runs=[str(r) for r in result.runs],
-            steps=encode_array(result.steps, "float32"),
-            structure=encode_array(values, "float32"),
+            steps=result.steps,
+            structure=values,
             row_labels=rows, col_labels=cols, structure_name=structure, behaviour_name=behaviour,
-            structure_curve=encode_array(result.curve(structure), "float32"),
-            behaviour_curve=encode_array(result.curve(behaviour), "float32"),
-            emergence_steps=encode_array(np.stack([em.structure_steps, em.behaviour_steps], axis=1),
-                                         "float32"),
-            windows=encode_array(np.stack([em.structure_windows, em.behaviour_windows], axis=1),
-                                 "float32"),
+            structure_curve=result.curve(structure),
+            behaviour_curve=result.curve(behaviour),
+            emergence_steps=np.stack([em.structure_steps, em.behaviour_steps], axis=1),
+            windows=np.stack([em.structure_windows, em.behaviour_windows], axis=1),
             stats={"pearson": _num(em.pearson), "spearman": _num(em.spearman), "n": em.n_points,
                    "steps_pearson": _num(em.steps_pearson),
                    "steps_spearman": _num(em.steps_spearman)},
@@ -159,7 +156,7 @@ class Dynamics(MechscopeWidget):
         n = len(self.step_values)
         value = int(proposal["value"])
         if not 0 <= value < n:
-            raise InputError(f"step_index {value} is out of range 0..{n - 1} ({n} checkpoints).")
+            raise TraitInputError(f"step_index {value} is out of range 0..{n - 1} ({n} checkpoints).")
         return value
 
     # ---- Python-side accessors ----------------------------------------------------------

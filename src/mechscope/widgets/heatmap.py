@@ -30,8 +30,9 @@ import numpy as np
 import traitlets as t
 
 from ..errors import InputError
-from ._base import MechscopeWidget
+from ._base import STATIC, MechscopeWidget
 from .codec import decode_array, encode_array
+from .traits import ArrayTrait
 
 #: Colour scales the front end knows.
 COLORSCALES = ("viridis", "magma", "diverging")
@@ -122,10 +123,9 @@ class Heatmap(MechscopeWidget):
     to reset; the view is re-pooled at every zoom until each cell has its own pixels.
     """
 
-    _bundle = "heatmap"
-    _array_traits = ("values",)
+    _esm = STATIC / "heatmap.js"
 
-    values = t.Dict().tag(sync=True)
+    values = ArrayTrait("float32")
     """Encoded array {dtype, shape, data[, scale]}: float32, or quantised uint8/uint16 (see `codec`)."""
     row_labels = t.List(t.Unicode()).tag(sync=True)
     """One label per row (e.g. layer names)."""

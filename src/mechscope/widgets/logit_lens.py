@@ -23,8 +23,9 @@ import traitlets as t
 
 from ..analysis.logit_lens import LogitLensResult
 from ..errors import InputError
-from ._base import MechscopeWidget
-from .codec import decode_array, encode_array
+from ._base import STATIC, MechscopeWidget
+from .codec import decode_array
+from .traits import ArrayTrait, TraitInputError
 
 #: Colour modes the front end knows: top-1 probability, the target's probability or its rank.
 COLOR_MODES = ("top1", "target_prob", "target_rank")
@@ -75,14 +76,13 @@ class LogitLens(MechscopeWidget):
     switches. Hover or arrow keys show the cell's top-k tokens. NaN/inf are drawn grey.
     """
 
-    _bundle = "logit_lens"
-    _array_traits = ("top_ids", "top_probs", "vocab_ids", "target_prob", "target_rank")
+    _esm = STATIC / "logit_lens.js"
 
-    top_ids = t.Dict().tag(sync=True)
+    top_ids = ArrayTrait("int32")
     """Encoded int32 (layers, positions, k) token ids, most probable first."""
-    top_probs = t.Dict().tag(sync=True)
+    top_probs = ArrayTrait("float16")
     """Encoded float16 (layers, positions, k) probabilities matching ``top_ids``."""
-    vocab_ids = t.Dict().tag(sync=True)
+    vocab_ids = ArrayTrait("int32")
     """Encoded int32 (V,) the distinct token ids used by ``top_ids``, sorted."""
     vocab = t.List(t.Unicode()).tag(sync=True)
     """The token string of each id in ``vocab_ids`` (rendered as text, never HTML)."""
@@ -92,9 +92,9 @@ class LogitLens(MechscopeWidget):
     """One label per layer row (e.g. "L3")."""
     target = t.Unicode(None, allow_none=True).tag(sync=True)
     """The target token, or None when the lens had no target."""
-    target_prob = t.Dict().tag(sync=True)
+    target_prob = ArrayTrait("float32", optional=True)
     """Encoded float32 (layers, positions) target probability ({} without a target)."""
-    target_rank = t.Dict().tag(sync=True)
+    target_rank = ArrayTrait("int32", optional=True)
     """Encoded int32 (layers, positions) target rank, 0 = top-1 ({} without a target)."""
     color_mode = t.Enum(COLOR_MODES, default_value="top1").tag(sync=True)
     """What colours a cell: "top1", "target_prob" or "target_rank" (the front end switches it)."""
@@ -122,13 +122,12 @@ class LogitLens(MechscopeWidget):
         vocab = [str(toks.ravel()[i]) for i in first]
         self._result = result
         super().__init__(
-            top_ids=encode_array(ids, "int32"), top_probs=encode_array(probs, "float16"),
-            vocab_ids=encode_array(vocab_ids, "int32"), vocab=vocab,
+            top_ids=ids, top_probs=probs, vocab_ids=vocab_ids, vocab=vocab,
             tokens=[str(x) for x in result.tokens],
             layer_labels=[f"L{i}" for i in result.layers],
             target=None if not has_target else str(result.target),
-            target_prob=encode_array(result.target_prob, "float32") if has_target else {},
-            target_rank=encode_array(result.target_rank, "int32") if has_target else {},
+            target_prob=result.target_prob if has_target else {},
+            target_rank=result.target_rank if has_target else {},
             color_mode=color_mode,
             title=title if title is not None else f"logit lens: {result.model_name}",
         )
@@ -137,7 +136,7 @@ class LogitLens(MechscopeWidget):
     def _check_mode(self, proposal: Any) -> str:
         mode = proposal["value"]
         if mode != "top1" and not self.target_prob:
-            raise t.TraitError(f"color_mode {mode!r} needs a target; this lens has none.")
+            raise TraitInputError(f"color_mode {mode!r} needs a target; this lens has none.")
         return mode
 
     @property

@@ -32,8 +32,9 @@ import traitlets as t
 
 from ..errors import InputError
 from ..interventions.patching import CellPatch, PatchingResult, TopTokens
-from ._base import MechscopeWidget
+from ._base import STATIC, MechscopeWidget
 from .codec import decode_array, encode_array
+from .traits import ArrayTrait, TraitInputError
 
 #: Largest map drawn cell by cell (the front end scrolls wide maps; nothing is pooled, since
 #: every cell can be clicked). Patch fewer layers or positions for anything larger.
@@ -95,12 +96,11 @@ class PatchingMap(MechscopeWidget):
     it is clicked. Hover or arrow keys show a cell's value; Enter or a click selects it.
     """
 
-    _bundle = "patching_map"
-    _array_traits = ("effect",)
+    _esm = STATIC / "patching_map.js"
     #: The colour scale (always diverging, centred on 0).
     colorscale = "diverging"
 
-    effect = t.Dict().tag(sync=True)
+    effect = ArrayTrait("float32")
     """Encoded (layers, columns) ``values - corrupt_metric``: float32, or float16 above
     FLOAT32_MAX_CELLS cells (NaN/inf kept)."""
     clean_metric = t.Float(None, allow_none=True).tag(sync=True)
@@ -188,7 +188,7 @@ class PatchingMap(MechscopeWidget):
     def _check_normalized(self, proposal: Any) -> bool:
         value = bool(proposal["value"])
         if value and not self.can_normalize:
-            raise t.TraitError(
+            raise TraitInputError(
                 "this map cannot be normalised: the clean and corrupt runs give the same metric."
             )
         return value
@@ -200,7 +200,7 @@ class PatchingMap(MechscopeWidget):
             return value
         rows, cols = self.shape
         if len(value) != 2 or not (0 <= value[0] < rows and 0 <= value[1] < cols):
-            raise t.TraitError(f"selected must be [] or [row, col] inside the {rows} x {cols} map, got {value}.")
+            raise TraitInputError(f"selected must be [] or [row, col] inside the {rows} x {cols} map, got {value}.")
         return value
 
     @t.observe("selected")

@@ -26,8 +26,9 @@ import traitlets as t
 
 from ..analysis.selectivity import SelectivityResult
 from ..errors import InputError
-from ._base import MechscopeWidget
-from .codec import decode_array, encode_array
+from ._base import STATIC, MechscopeWidget
+from .codec import decode_array
+from .traits import ArrayTrait, TraitInputError
 
 
 def _int_arg(name: str, value: Any, lo: int, hi: int) -> int:
@@ -79,35 +80,33 @@ class Selectivity(MechscopeWidget):
     (tokens highlighted by activation) appear beside. ``selected`` syncs both ways.
     """
 
-    _bundle = "selectivity"
-    _array_traits = ("index", "class_means", "preferred", "floor", "ablation_effect",
-                     "ex_neurons", "ex_tokens", "ex_acts", "ex_class", "ex_offset", "ex_length")
+    _esm = STATIC / "selectivity.js"
 
-    index = t.Dict().tag(sync=True)
+    index = ArrayTrait("float16")
     """Encoded float16 (neurons,) selectivity index (NaN drawn apart)."""
-    class_means = t.Dict().tag(sync=True)
+    class_means = ArrayTrait("float32")
     """Encoded float32 (classes, neurons) raw mean activation per class."""
-    preferred = t.Dict().tag(sync=True)
+    preferred = ArrayTrait("int32")
     """Encoded int32 (neurons,) index of each neuron's preferred class."""
-    floor = t.Dict().tag(sync=True)
+    floor = ArrayTrait("float32", optional=True)
     """Encoded float32 (neurons,) activation floor the index is measured from ({} if unknown)."""
-    ablation_effect = t.Dict().tag(sync=True)
+    ablation_effect = ArrayTrait("float32", optional=True)
     """Encoded float32 (neurons,) effect of ablating each neuron ({} when not measured)."""
     ablation_metric = t.Unicode("").tag(sync=True)
     """What ``ablation_effect`` measures (axis label)."""
     classes = t.List(t.Unicode()).tag(sync=True)
     """Class names (rendered as text)."""
-    ex_neurons = t.Dict().tag(sync=True)
+    ex_neurons = ArrayTrait("int32")
     """Encoded int32 (M,) the M most selective neurons, most selective first, with examples."""
-    ex_tokens = t.Dict().tag(sync=True)
+    ex_tokens = ArrayTrait("int32")
     """Encoded int32 (M, E, W) indices into ``ex_vocab`` of each example window (-1 = none)."""
-    ex_acts = t.Dict().tag(sync=True)
+    ex_acts = ArrayTrait("float16")
     """Encoded float16 (M, E, W) the neuron's activation on each token of the window."""
-    ex_class = t.Dict().tag(sync=True)
+    ex_class = ArrayTrait("int32")
     """Encoded int32 (M, E) class index of each example text (-1 = no example)."""
-    ex_offset = t.Dict().tag(sync=True)
+    ex_offset = ArrayTrait("int32")
     """Encoded int32 (M, E) where the window starts in its text (tokens)."""
-    ex_length = t.Dict().tag(sync=True)
+    ex_length = ArrayTrait("int32")
     """Encoded int32 (M, E) the whole text's length in tokens."""
     ex_vocab = t.List(t.Unicode()).tag(sync=True)
     """De-duplicated token strings the example windows use."""
@@ -128,11 +127,11 @@ class Selectivity(MechscopeWidget):
         self._result = result
         has_ablation = result.ablation_effect is not None
         super().__init__(
-            index=encode_array(index, "float16"),
-            class_means=encode_array(result.class_means, "float32"),
-            preferred=encode_array(result.preferred, "int32"),
-            floor=encode_array(result.floor, "float32") if result.floor is not None else {},
-            ablation_effect=encode_array(result.ablation_effect, "float32") if has_ablation else {},
+            index=index,
+            class_means=result.class_means,
+            preferred=result.preferred,
+            floor=result.floor if result.floor is not None else {},
+            ablation_effect=result.ablation_effect if has_ablation else {},
             ablation_metric=str(result.ablation_metric or "ablation effect") if has_ablation else "",
             classes=[str(c) for c in result.classes],
             title=title if title is not None else
@@ -177,9 +176,8 @@ class Selectivity(MechscopeWidget):
                 cls[j, e] = result.classes.index(result.text_labels[i])
                 offset[j, e], length[j, e] = start, n_tok
         return {
-            "ex_neurons": encode_array(ranked, "int32"), "ex_tokens": encode_array(tok_idx, "int32"),
-            "ex_acts": encode_array(acts, "float16"), "ex_class": encode_array(cls, "int32"),
-            "ex_offset": encode_array(offset, "int32"), "ex_length": encode_array(length, "int32"),
+            "ex_neurons": ranked, "ex_tokens": tok_idx, "ex_acts": acts, "ex_class": cls,
+            "ex_offset": offset, "ex_length": length,
             "ex_vocab": list(vocab),
         }
 
@@ -188,7 +186,7 @@ class Selectivity(MechscopeWidget):
         value = proposal["value"]
         n = self.class_means["shape"][1] if self.class_means else 0
         if n and not 0 <= value < n:
-            raise t.TraitError(f"selected must be a neuron in 0..{n - 1}, got {value}.")
+            raise TraitInputError(f"selected must be a neuron in 0..{n - 1}, got {value}.")
         return value
 
     @property

@@ -46,7 +46,7 @@ import traitlets as t
 
 from ..errors import InputError
 from ..interventions.steering import Generation, GenerationCancelled, SteeringSweep
-from ._base import MechscopeWidget
+from ._base import STATIC, MechscopeWidget
 
 #: ``generator(prompt, coefficient, should_stop)``: a greedy `Generation`; raises
 #: `GenerationCancelled` when ``should_stop()`` turns True between tokens.
@@ -89,7 +89,7 @@ class SteeringPlayground(MechscopeWidget):
     Build it with `mechscope.steering_playground` or ``vector.playground(model, prompt)``.
     """
 
-    _bundle = "steering_playground"
+    _esm = STATIC / "steering_playground.js"
 
     prompt = t.Unicode("").tag(sync=True)
     """The prompt being shown (set by the front end when a prompt is submitted)."""
