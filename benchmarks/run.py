@@ -37,7 +37,6 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import mechscope  # noqa: E402
-from mechscope.models.trace import trace_kwargs  # noqa: E402
 from mechscope.metrics import logit_diff  # noqa: E402
 
 CLEAN = "The Eiffel Tower is in the city of"
@@ -57,36 +56,35 @@ def timed(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
 
 def naive_sweep(model, ids_clean, ids_corrupt, good: int, bad: int) -> np.ndarray:
     """One nnsight trace per patched cell (plus one clean trace), written the obvious way."""
-    layers = [model.envoy("resid", layer) for layer in range(model.n_layers)]
-    lm_head = model.envoy_at(model.adapter.unembed_path)
-    with torch.no_grad(), model.nn.trace(ids_clean, **trace_kwargs(model)):
-        clean = nnsight.save([layer.output for layer in layers])
+    layers = [model.at("resid", layer) for layer in range(model.n_layers)]
+    lm_head = model.logits()
+    with model.trace(ids_clean):
+        clean = nnsight.save([layer.read() for layer in layers])
     n = ids_clean.shape[1]
     out = np.zeros((model.n_layers, n))
     for i, layer in enumerate(layers):
         for p in range(n):
-            with torch.no_grad(), model.nn.trace(ids_corrupt, **trace_kwargs(model)):
-                layer.output[:, p] = clean[i][:, p]
-                logits = lm_head.output[:, -1].save()
+            with model.trace(ids_corrupt):
+                layer.read()[:, p] = clean[i][:, p]
+                logits = nnsight.save(lm_head.all()[:, -1])
             out[i, p] = float(logits[0, good] - logits[0, bad])
     return out
 
 
 def batched_full_sweep(model, ids_clean, ids_corrupt, good: int, bad: int) -> np.ndarray:
     """All copies in one trace, every copy run from layer 0 (no prefix sharing), last-position logits."""
-    layers = [model.envoy("resid", layer) for layer in range(model.n_layers)]
-    lm_head = model.envoy_at(model.adapter.unembed_path)
-    with torch.no_grad(), model.nn.trace(ids_clean, **trace_kwargs(model)):
-        clean = nnsight.save([layer.output for layer in layers])
+    layers = [model.at("resid", layer) for layer in range(model.n_layers)]
+    lm_head = model.logits()
+    with model.trace(ids_clean):
+        clean = nnsight.save([layer.read() for layer in layers])
     n, n_layers = ids_clean.shape[1], model.n_layers
     batch = ids_corrupt.expand(n_layers * n, -1)
     rows = torch.arange(n)
-    with torch.no_grad(), model.nn.trace(batch, use_cache=False, **trace_kwargs(model)):
+    with model.trace(batch, use_cache=False):
         for i, layer in enumerate(layers):
-            out = layer.output
+            out = layer.read()
             out[i * n + rows, rows] = clean[i][0]
-        lm_head.input = lm_head.input[:, -1:]
-        logits = lm_head.output[:, -1].save()
+        logits = nnsight.save(lm_head.last())
     return (logits[:, good] - logits[:, bad]).view(n_layers, n).numpy()
 
 
@@ -131,16 +129,16 @@ def main() -> None:
     pearson_late = float(np.corrcoef(ex.values[late].ravel(), at.values[late].ravel())[0, 1])
 
     # nnsight trace overhead: interleaved pairs so drift hits both sides alike
-    resid = [model.envoy("resid", layer) for layer in range(model.n_layers)]
-    lm_head = model.envoy_at(model.adapter.unembed_path)
+    resid = [model.at("resid", layer) for layer in range(model.n_layers)]
+    lm_head = model.logits()
 
     def raw():
         with torch.no_grad():
             return model.hf(input_ids=ids_corrupt).logits
 
     def traced():
-        with torch.no_grad(), model.nn.trace(ids_corrupt, **trace_kwargs(model)):
-            saved = nnsight.save([layer.output for layer in resid] + [lm_head.output])
+        with model.trace(ids_corrupt):
+            saved = nnsight.save([layer.read() for layer in resid] + [lm_head.all()])
         return saved
 
     raw(), traced()

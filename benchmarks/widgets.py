@@ -94,15 +94,18 @@ COUNT_WS_BYTES = """(() => {
   window.WebSocket = Counting;
 })();"""
 
-#: run cell i (old output cleared first); resolve with ms from the run request to the drawn
-#: selector (+ one animation frame) and the websocket bytes received meanwhile
-RUN_CELL = f"""async ([i, selector, timeoutMs]) => {{
-  const app = window.jupyterapp;
+#: page JS: make cell i the active one (``app``, ``panel``, ``nb`` and ``cell`` are bound after it)
+SELECT_CELL = f"""const app = window.jupyterapp;
   const panel = {PANEL};
   const nb = panel.content;
   nb.deselectAll();
   nb.activeCellIndex = i;
-  const cell = nb.widgets[i];
+  const cell = nb.widgets[i];"""
+
+#: run cell i (old output cleared first); resolve with ms from the run request to the drawn
+#: selector (+ one animation frame) and the websocket bytes received meanwhile
+RUN_CELL = f"""async ([i, selector, timeoutMs]) => {{
+  {SELECT_CELL}
   await app.commands.execute('notebook:clear-cell-output');
   if (cell.model.outputs.length) throw new Error('output not cleared');
   await new Promise((r) => requestAnimationFrame(() => r()));
@@ -125,12 +128,7 @@ RUN_CELL = f"""async ([i, selector, timeoutMs]) => {{
 
 #: run cell i and wait until it has run (kernel idle, execution count set); its error if any
 RUN_AND_WAIT = f"""async ([i, timeoutMs]) => {{
-  const app = window.jupyterapp;
-  const panel = {PANEL};
-  const nb = panel.content;
-  nb.deselectAll();
-  nb.activeCellIndex = i;
-  const cell = nb.widgets[i];
+  {SELECT_CELL}
   await app.commands.execute('notebook:run-cell');
   const t0 = performance.now();
   while (performance.now() - t0 < timeoutMs) {{

@@ -162,3 +162,12 @@ def reference_attribution(model, clean: str, corrupt: str,
         else:
             rows.append(cell.sum(-1))
     return float(value.detach()) + torch.stack(rows).numpy().astype(np.float64)
+
+
+def hf_greedy(model, prompt, n):
+    """Hugging Face's own greedy ``generate`` (no mechscope, no nnsight): the ``n`` new token ids."""
+    ids = model.tokenizer(prompt, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        out = model.hf.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                max_new_tokens=n, pad_token_id=model.tokenizer.pad_token_id)
+    return out[0, ids.shape[1]:].tolist()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 import mechscope
 from mechscope.metrics import logit_diff
 from tests.helpers import model_fingerprint
 from tests.reference_ablation import reference_ablation
+from tests.reference_hooks import hf_greedy
 
 PROMPT = "The capital of France is"
 REFERENCE = ["The Colosseum is in the city of Rome.", "The Eiffel Tower is in Paris, France.",
@@ -75,14 +75,6 @@ def test_model_unchanged_incl_exceptions(embedded):
     assert model_fingerprint(embedded) == before
 
 
-def _hf_greedy(model, prompt, n):
-    ids = model.tokenizer(prompt, return_tensors="pt")["input_ids"]
-    with torch.no_grad():
-        out = model.hf.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                max_new_tokens=n, pad_token_id=model.tokenizer.pad_token_id)
-    return out[0, ids.shape[1]:].tolist()
-
-
 def test_sentiment_steering(embedded):
     before = model_fingerprint(embedded)
     vec = mechscope.steering_vector(embedded, POS, NEG, layer=12, skip_first=True)
@@ -90,7 +82,7 @@ def test_sentiment_steering(embedded):
     prompt = "I think that the weather today is"
     sweep = mechscope.steering_sweep(embedded, prompt, vec, coefficients=[-3, 0, 3], max_new_tokens=10)
     base = sweep.generations[1]
-    assert list(base.new_ids) == _hf_greedy(embedded, prompt, 10)
+    assert list(base.new_ids) == hf_greedy(embedded, prompt, 10)
     assert sweep.generations[0].new_ids != base.new_ids
     assert sweep.generations[2].new_ids != base.new_ids
     assert model_fingerprint(embedded) == before

@@ -40,7 +40,7 @@ def test_every_site_path_resolves(tiny):
         assert isinstance(tiny.hf_module_at(path), torch.nn.Module)
     assert len(tiny.hf_module_at(a.layers_path)) == tiny.n_layers
     # The envoy tree mirrors the HF tree.
-    assert tiny.envoy("neurons", 1)._module is tiny.hf_module("neurons", 1)
+    assert tiny.at("neurons", 1).envoy._module is tiny.hf_module("neurons", 1)
 
 
 #: Every per-layer site, in the order a forward pass reaches it.

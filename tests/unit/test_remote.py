@@ -178,17 +178,26 @@ def test_503_everywhere_gives_its_detail(tiny_llama, with_key):
     assert "503" in text and "NDIF is down for maintenance" in text
 
 
-def test_503_on_submit_gives_its_detail_and_key_is_sent_only_as_header(tiny_llama, with_key):
+def _failure_after_ping(model, reply, call) -> tuple[str, _Server]:
+    """Run ``call()`` on ``model`` against a server that answers pings and ``reply``s the rest:
+    the one `RemoteError`'s text (checked by `_check`) and the server."""
     def route(method, path, body, srv):
         if path == "/ping":
             return 200, "text/plain", b"pong"
-        return _json(503, {"detail": f"model test:tiny is not deployed (key {KEY} accepted)"})
+        return reply
 
     with _Server(route) as srv:
-        _remote(tiny_llama, srv.host)
+        _remote(model, srv.host)
         with pytest.raises(RemoteError) as err:
-            mechscope.ablate(tiny_llama, PROMPT, mechscope.neurons(1, [2]))
-    text = _check(err, srv.host)  # the server echoed the key: it is scrubbed
+            call()
+    return _check(err, srv.host), srv
+
+
+def test_503_on_submit_gives_its_detail_and_key_is_sent_only_as_header(tiny_llama, with_key):
+    text, srv = _failure_after_ping(
+        tiny_llama, _json(503, {"detail": f"model test:tiny is not deployed (key {KEY} accepted)"}),
+        lambda: mechscope.ablate(tiny_llama, PROMPT, mechscope.neurons(1, [2])))
+    # the server echoed the key: it is scrubbed
     assert "not deployed" in text and "***" in text
     post = [s for s in srv.seen if s[0] == "POST"]
     assert post and post[0][1] == "/request"
@@ -258,16 +267,10 @@ def test_job_that_never_finishes_hits_the_deadline(tiny_llama, with_key):
 
 
 def test_server_side_error_is_one_remote_error(tiny_llama, with_key):
-    def route(method, path, body, srv):
-        if path == "/ping":
-            return 200, "text/plain", b"pong"
-        return _json(200, {"id": "job-2", "status": "ERROR", "description": "IndexError: out of range"})
-
-    with _Server(route) as srv:
-        _remote(tiny_llama, srv.host)
-        with pytest.raises(RemoteError) as err:
-            mechscope.activations(tiny_llama, PROMPT)
-    assert "IndexError: out of range" in _check(err, srv.host)
+    text, _ = _failure_after_ping(
+        tiny_llama, _json(200, {"id": "job-2", "status": "ERROR", "description": "IndexError: out of range"}),
+        lambda: mechscope.activations(tiny_llama, PROMPT))
+    assert "IndexError: out of range" in text
 
 
 def test_load_remote_offline_is_a_clear_error(monkeypatch):

@@ -9,17 +9,10 @@ import torch
 import mechscope
 from mechscope.errors import InputError
 from tests.helpers import model_fingerprint
+from tests.reference_hooks import hf_greedy
 
 POS = ["good great fine day", "happy joy", "The cat is very good and happy today"]
 NEG = ["bad awful sad", "The dog is terrible", "sad"]
-
-
-def _hf_greedy(model, prompt, n):
-    ids = model.tokenizer(prompt, return_tensors="pt")["input_ids"]
-    with torch.no_grad():
-        out = model.hf.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                max_new_tokens=n, pad_token_id=model.tokenizer.pad_token_id)
-    return out[0, ids.shape[1]:].tolist()
 
 
 def _reference_vector(model, layer):
@@ -45,10 +38,10 @@ def test_steering_vector_matches_reference(tiny):
     assert mechscope.steering_vector(tiny, POS, NEG, layer=-1).layer == tiny.n_layers - 1
 
 
-def test_coefficient_zero_is_hf_greedy(tiny):
+def test_coefficient_zero_ishf_greedy(tiny):
     vec = mechscope.steering_vector(tiny, POS, NEG, layer=1)
     for prompt in ("The cat", "Bonjour le"):
-        expected = _hf_greedy(tiny, prompt, 8)
+        expected = hf_greedy(tiny, prompt, 8)
         assert list(mechscope.generate(tiny, prompt, steer=vec, coefficient=0, max_new_tokens=8).new_ids) == expected
         assert list(mechscope.generate(tiny, prompt, max_new_tokens=8).new_ids) == expected
 

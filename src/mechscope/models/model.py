@@ -122,9 +122,6 @@ class Model:
         """The nnsight Envoy at a dotted path (use inside a trace)."""
         return get_module(self.nn, path)
 
-    def envoy(self, site: str, layer: int) -> Any:
-        return get_module(self.nn, self.adapter.site_path(site, layer))
-
     # ---- sites and traces ----------------------------------------------------------------
     def width(self, name: str | Site) -> int:
         """Size of the last dimension of ``name`` (a `Site` or its name): d_model, d_mlp or n_heads * d_head."""
