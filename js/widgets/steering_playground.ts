@@ -5,7 +5,9 @@
 // coefficient, so moving back is instant) and progress in `status`. Offline snapshot (no
 // kernel, `live` false): the slider snaps to the precomputed coefficients.
 // Python side: src/mechscope/widgets/steering_playground.py.
-import { ensureStyle, h } from "../lib/dom";
+import { ensureWidgetStyle, h, ownKeys } from "../lib/dom";
+import { disposeAll, onChange, type RenderProps } from "../lib/model";
+import { Requests } from "../lib/request";
 import { controlPictures } from "../lib/tokens";
 
 interface Result {
@@ -34,31 +36,25 @@ interface GenerateMsg {
   coefficient: number;
 }
 
-interface PlaygroundModel {
-  get(name: "prompt" | "sweep_prompt" | "title"): string;
-  get(name: "coefficient" | "min" | "max" | "step"): number;
-  get(name: "coefficients"): number[];
-  get(name: "results"): Result[];
-  get(name: "status"): Status;
-  get(name: "live"): boolean;
-  set(name: "prompt", value: string): void;
-  set(name: "coefficient", value: number): void;
-  save_changes(): void;
-  send(msg: GenerateMsg): void;
-  on(event: string, cb: () => void): void;
-  off(event?: string, cb?: () => void): void;
-}
+type PlaygroundTraits = {
+  prompt: string;
+  sweep_prompt: string;
+  title: string;
+  coefficient: number;
+  min: number;
+  max: number;
+  step: number;
+  coefficients: number[];
+  results: Result[];
+  status: Status;
+  live: boolean;
+};
 
 export const DEBOUNCE_MS = 250;
 const NO_REPLY_MS = 4000; // no status from the kernel by then: say so
 const STYLE_ID = "mechscope-steering-style-v1";
 
-function ensureSteerStyle(): void {
-  ensureStyle();
-  if (document.getElementById(STYLE_ID)) return;
-  const style = document.createElement("style");
-  style.id = STYLE_ID;
-  style.textContent = `
+const CSS = `
 .ms-steer { display: block; max-width: min(100%, 1100px); }
 .ms-steer .ms-steer-row { display: flex; align-items: center; gap: 8px; margin: 4px 0; flex-wrap: wrap; }
 .ms-steer label { font-weight: 600; min-width: 76px; }
@@ -95,8 +91,6 @@ function ensureSteerStyle(): void {
 .ms-steer .ms-steer-legend { font-size: 11px; color: var(--jp-ui-font-color2, #555); margin-top: 4px; }
 .ms-steer .ms-steer-legend .ms-tok { padding: 0 3px; }
 `;
-  document.head.appendChild(style);
-}
 
 /** A coefficient as the key both sides use: 6 decimals, no negative zero. */
 export function normCoef(c: number): number {
@@ -119,8 +113,8 @@ function keyOf(prompt: string, c: number): string {
 
 let viewCount = 0;
 
-function render({ model, el }: { model: PlaygroundModel; el: HTMLElement }): () => void {
-  ensureSteerStyle();
+function render({ model, el }: RenderProps<PlaygroundTraits>): () => void {
+  ensureWidgetStyle(STYLE_ID, CSS);
   const uid = `ms-steer-${++viewCount}-${Math.random().toString(36).slice(2, 8)}`;
   const root = h("div", "ms-root ms-steer");
   const title = h("div", "ms-title");
@@ -158,7 +152,7 @@ function render({ model, el }: { model: PlaygroundModel; el: HTMLElement }): () 
   // move the cell selection, Shift+Enter run the cell). Lumino skips an element carrying this
   // attribute; it must be on the focused element itself, since shortcut selectors such as
   // ".jp-Notebook.jp-mod-commandMode :focus" match the focused control directly.
-  for (const c of [promptBox, goButton, slider]) c.setAttribute("data-lm-suppress-shortcuts", "true");
+  ownKeys(promptBox, goButton, slider);
   const note = h("div", "ms-note ms-steer-note");
   const panes = h("div", "ms-steer-panes");
   const basePane = h("section", "ms-steer-pane ms-steer-base");
@@ -181,8 +175,7 @@ function render({ model, el }: { model: PlaygroundModel; el: HTMLElement }): () 
   let cache = new Map<string, Result>();
   let timer: ReturnType<typeof setTimeout> | null = null;
   let replyTimer: ReturnType<typeof setTimeout> | null = null;
-  let nextId = 0;
-  let sentAt = 0;
+  const requests = new Requests<GenerateMsg>(model);
   let shown: { base: Result | null; steered: Result | null } = { base: null, steered: null };
 
   function loadCache(): void {
@@ -275,7 +268,7 @@ function render({ model, el }: { model: PlaygroundModel; el: HTMLElement }): () 
     const st = model.get("status") ?? {};
     const mine = st.prompt === curPrompt && normCoef(st.coefficient ?? NaN) === curCoef;
     if (mine && st.state === "error") return ["error", `error: ${st.message ?? ""}`];
-    if (!mine && Date.now() - sentAt >= NO_REPLY_MS)
+    if (!mine && requests.waited() >= NO_REPLY_MS)
       return ["generating", "generating… (no reply from the kernel yet: busy, or not running?)"];
     return ["generating", "generating…"];
   }
@@ -313,12 +306,10 @@ function render({ model, el }: { model: PlaygroundModel; el: HTMLElement }): () 
 
   function send(): void {
     timer = null;
-    nextId += 1;
-    sentAt = Date.now();
     model.set("prompt", curPrompt);
     model.set("coefficient", curCoef);
     model.save_changes();
-    model.send({ kind: "generate", id: nextId, prompt: curPrompt, coefficient: curCoef });
+    requests.send({ kind: "generate", prompt: curPrompt, coefficient: curCoef });
     if (replyTimer !== null) clearTimeout(replyTimer);
     replyTimer = setTimeout(() => {
       replyTimer = null;
@@ -392,20 +383,18 @@ function render({ model, el }: { model: PlaygroundModel; el: HTMLElement }): () 
   // a live view whose position is not cached (e.g. shown again after a restart) asks at once
   if (live() && !(cache.has(keyOf(curPrompt, 0)) && cache.has(keyOf(curPrompt, curCoef)))) schedule(0);
 
-  model.on("change:results", onResults);
-  model.on("change:status", onStatus);
-  model.on("change:coefficient", onCoef);
-  model.on("change:prompt", onPrompt);
-  for (const n of ["live", "coefficients", "min", "max", "step", "title"]) model.on(`change:${n}`, onSetup);
-  return () => {
-    if (timer !== null) clearTimeout(timer);
-    if (replyTimer !== null) clearTimeout(replyTimer);
-    model.off("change:results", onResults);
-    model.off("change:status", onStatus);
-    model.off("change:coefficient", onCoef);
-    model.off("change:prompt", onPrompt);
-    for (const n of ["live", "coefficients", "min", "max", "step", "title"]) model.off(`change:${n}`, onSetup);
-  };
+  const setup = ["live", "coefficients", "min", "max", "step", "title"] as const;
+  return disposeAll(
+    onChange(model, ["results"], onResults),
+    onChange(model, ["status"], onStatus),
+    onChange(model, ["coefficient"], onCoef),
+    onChange(model, ["prompt"], onPrompt),
+    onChange(model, setup, onSetup),
+    () => {
+      if (timer !== null) clearTimeout(timer);
+      if (replyTimer !== null) clearTimeout(replyTimer);
+    },
+  );
 }
 
 export default { render };

@@ -146,7 +146,7 @@ def tiny():
 # ---- offline snapshot -------------------------------------------------------------------------
 def test_snapshot_snaps_to_precomputed_and_moves_with_the_keyboard(browser, tiny):
     model, vec = tiny
-    w = steering_playground(model, vec, HOSTILE, max_new_tokens=N)  # -4, -2, 0, 2, 4
+    w = steering_playground(model, HOSTILE, vec, max_new_tokens=N)  # -4, -2, 0, 2, 4
     gens = dict(zip(w.coefficients, w._sweep.generations, strict=True))
     pg = open_snapshot(browser, w, "steering_playground_tiny")
     root, slider = pg.page.locator(ROOT), pg.page.locator(SLIDER)
@@ -245,7 +245,7 @@ def test_snapshot_highlights_differences_readably(browser, dark):
 # ---- live front end, Python answering in place of a kernel --------------------------------------
 def test_live_debounces_requests_caches_and_reports_progress(browser, tiny):
     model, vec = tiny
-    w = steering_playground(model, vec, "The cat", coefficients=[-2, 2], max_new_tokens=N)
+    w = steering_playground(model, "The cat", vec, coefficients=[-2, 2], max_new_tokens=N)
     pg = open_live(browser, w, "steering_playground_live")
     root, slider = pg.page.locator(ROOT), pg.page.locator(SLIDER)
     assert root.get_attribute("data-live") == "1" and root.get_attribute("data-state") == "ready"
@@ -318,7 +318,7 @@ def test_live_debounces_requests_caches_and_reports_progress(browser, tiny):
 
 def test_live_requests_supersede_in_order(browser, tiny):
     model, vec = tiny
-    w = steering_playground(model, vec, "The cat", coefficients=[2], max_new_tokens=N)
+    w = steering_playground(model, "The cat", vec, coefficients=[2], max_new_tokens=N)
     pg = open_live(browser, w, "steering_playground_live_order", dark=True)
     slider = pg.page.locator(SLIDER)
     slider.focus()

@@ -113,7 +113,7 @@ def test_generate_should_stop_cancels_between_tokens(setup):
 def test_requests_equal_generate_and_leave_the_model_untouched(setup):
     model, vec = setup
     before = model_fingerprint(model)
-    w = steering_playground(model, vec, PROMPT, coefficients=[2, -4], max_new_tokens=N)
+    w = steering_playground(model, PROMPT, vec, coefficients=[2, -4], max_new_tokens=N)
     assert w.coefficients == [-4.0, 0.0, 2.0] and w.live and w.coefficient == 2.0
     assert (w.min, w.max, w.step) == (-8.0, 8.0, 0.5)
     for c in w.coefficients:  # precomputed = the sweep = generate
@@ -142,7 +142,7 @@ def test_requests_equal_generate_and_leave_the_model_untouched(setup):
 
 def test_front_end_message_carries_its_id(setup):
     model, vec = setup
-    w = steering_playground(model, vec, PROMPT, coefficients=[2], max_new_tokens=N)
+    w = steering_playground(model, PROMPT, vec, coefficients=[2], max_new_tokens=N)
     w._on_msg(w, {"kind": "generate", "id": 7, "prompt": PROMPT, "coefficient": 3}, [])
     assert w.wait(timeout=60)
     assert w.status["client_id"] == 7 and w.status["state"] == "done" and w.status["coefficient"] == 3.0
@@ -266,7 +266,7 @@ def test_worker_pauses_between_tokens_while_a_cell_runs(setup):
 # ---- errors -----------------------------------------------------------------------------------
 def test_generation_errors_are_reported_and_the_worker_survives(setup):
     model, vec = setup
-    w = steering_playground(model, vec, PROMPT, coefficients=[2], max_new_tokens=N)
+    w = steering_playground(model, PROMPT, vec, coefficients=[2], max_new_tokens=N)
     too_long = "hello world " * 80  # beyond the tiny model's 128 positions
     seq = w.request(too_long, 2.0)
     assert w.wait(timeout=60)
@@ -303,7 +303,7 @@ def test_bad_inputs(setup):
     with pytest.raises(InputError, match="prompt must be a non-empty string, got ''"):
         static.request("", 0.0)
     with pytest.raises(InputError, match="coefficients must be a non-empty list of numbers"):
-        steering_playground(model, vec, PROMPT, coefficients=[])
+        steering_playground(model, PROMPT, vec, coefficients=[])
     static.close()
 
 
@@ -316,7 +316,7 @@ def _state_in(snapshot: str) -> dict:
 
 def test_text_plain_and_offline_snapshot(setup):
     model, vec = setup
-    w = steering_playground(model, vec, HOSTILE, coefficients=[-2, 2], max_new_tokens=N)
+    w = steering_playground(model, HOSTILE, vec, coefficients=[-2, 2], max_new_tokens=N)
     w.request(coefficient=1.0)
     assert w.wait(timeout=60)
     data, _ = w._repr_mimebundle_()

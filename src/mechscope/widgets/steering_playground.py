@@ -47,6 +47,7 @@ import traitlets as t
 from ..errors import InputError
 from ..interventions.steering import Generation, GenerationCancelled, SteeringSweep
 from ._base import STATIC, MechscopeWidget
+from .requests import Requests
 
 #: ``generator(prompt, coefficient, should_stop)``: a greedy `Generation`; raises
 #: `GenerationCancelled` when ``should_stop()`` turns True between tokens.
@@ -78,7 +79,7 @@ class _Job:
     cancelled: bool = False
 
 
-class SteeringPlayground(MechscopeWidget):
+class SteeringPlayground(Requests, MechscopeWidget):
     """Slider + prompt box; two panes show the unsteered (coefficient 0) and steered text.
 
     Parameters: ``sweep`` (a `SteeringSweep` that includes coefficient 0: its generations are
@@ -90,6 +91,7 @@ class SteeringPlayground(MechscopeWidget):
     """
 
     _esm = STATIC / "steering_playground.js"
+    _request_handlers = {"generate": "_on_generate"}  # noqa: RUF012 - read only
 
     prompt = t.Unicode("").tag(sync=True)
     """The prompt being shown (set by the front end when a prompt is submitted)."""
@@ -122,7 +124,7 @@ class SteeringPlayground(MechscopeWidget):
         if not isinstance(sweep, SteeringSweep):
             raise InputError(
                 "SteeringPlayground takes a SteeringSweep (mechscope.steering_sweep), got "
-                f"{type(sweep).__name__}; or build one with mechscope.steering_playground(model, vector, prompt)."
+                f"{type(sweep).__name__}; or build one with mechscope.steering_playground(model, prompt, vector)."
             )
         if generator is not None and not callable(generator):
             raise InputError(f"generator must be callable (prompt, coefficient, should_stop), got {generator!r}.")
@@ -167,7 +169,7 @@ class SteeringPlayground(MechscopeWidget):
             title=title if title is not None else
             f"{sweep.model_name}: steering at L{sweep.layer} (|v|={sweep.vector_norm:.3g})",
         )
-        self.on_msg(self._on_msg)
+        self._listen_for_requests()
         if generator is not None:
             self._register_cell_hooks()
 
@@ -193,7 +195,7 @@ class SteeringPlayground(MechscopeWidget):
             raise InputError(
                 f"this SteeringPlayground has no generator, so only its precomputed coefficients "
                 f"{self.coefficients} for {self.sweep_prompt!r} can be shown; build it with "
-                "mechscope.steering_playground(model, vector, prompt) for live generation."
+                "mechscope.steering_playground(model, prompt, vector) for live generation."
             )
         with self._cv:
             if self._closed:
@@ -294,11 +296,8 @@ class SteeringPlayground(MechscopeWidget):
         return state
 
     # ---- internals ---------------------------------------------------------------------
-    def _on_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
-        if not isinstance(content, dict) or content.get("kind") != "generate":
-            return
-        cid = content.get("id")
-        client_id = cid if isinstance(cid, int) and not isinstance(cid, bool) else None
+    def _on_generate(self, content: dict[str, Any], client_id: int | None) -> None:
+        """A {"kind": "generate", "id", "prompt", "coefficient"} request; answered in ``status``."""
         try:
             self.request(content.get("prompt"), content.get("coefficient"), client_id=client_id)
         except InputError as err:
