@@ -40,13 +40,13 @@ if TYPE_CHECKING:
 MAX_TOP_K = 100
 
 
-def check_model(model: Any, verb: str) -> Model:
+def check_model(model: Any, verb: str, argument: str = "its first argument") -> Model:
     """``model`` if it is a mechscope `Model`, else an `InputError` naming ``verb``."""
     from .models.model import Model
 
     if not isinstance(model, Model):
         raise InputError(
-            f"{verb} needs a mechscope Model as its first argument (model = mechscope.load(...)), "
+            f"{verb} needs a mechscope Model as {argument} (model = mechscope.load(...)), "
             f"got {type(model).__name__}."
         )
     return model

@@ -271,7 +271,7 @@ def test_cell_rerun_checks_model_and_metric(tiny_llama):
     gpt2 = mechscope.tiny_model("gpt2")
     with pytest.raises(InputError, match=r"was made with 'tiny-llama-seed0' but model= is 'tiny-gpt2"):
         r.show(model=gpt2)
-    with pytest.raises(InputError, match="must be the mechscope Model"):
+    with pytest.raises(InputError, match="needs a mechscope Model as model="):
         r.show(model=tiny_llama.hf)
     bare = dataclasses.replace(r, metric=None)
     with pytest.raises(InputError, match=r"carries no metric .* \.show\(model=model, metric="):
@@ -280,7 +280,7 @@ def test_cell_rerun_checks_model_and_metric(tiny_llama):
     assert w.select(0, 1).value == pytest.approx(float(r.values[0, 1]), abs=1e-5)
     with pytest.raises(InputError, match=r"metric prob\(' the'\) is not the result's metric"):
         r.show(model=tiny_llama, metric=prob(" the"))
-    with pytest.raises(InputError, match=r"top_k must be an int in 1\.\.50"):
+    with pytest.raises(InputError, match=r"top_k must be an int in 1\.\.100"):
         r.show(model=tiny_llama, top_k=0)
     other = dataclasses.replace(r, clean_prompt="The cow sat on the")
     with pytest.raises(InputError, match="tokenises the clean prompt differently"):
@@ -291,9 +291,9 @@ def test_cell_rerun_checks_model_and_metric(tiny_llama):
 
 @pytest.mark.parametrize("args, kwargs, message", [
     (("nope", 0, 0), {}, "site must be one of"),
-    (("resid", 0, 0), {"top_k": 0}, r"top_k must be an int in 1\.\.50, got 0"),
+    (("resid", 0, 0), {"top_k": 0}, r"top_k must be an int in 1\.\.100, got 0"),
     (("resid", 0, 0), {"top_k": True}, "top_k must be an int"),
-    (("resid", 9, 0), {}, r"layer 9 is out of range: there are 2 layers"),
+    (("resid", 9, 0), {}, r"layer 9 is out of range: this model has 2 layers"),
     (("resid", 0, 7), {}, r"position 7 is out of range: there are 7 positions"),
     (("heads", 0, 4), {}, r"head 4 is out of range: there are 4 heads"),
     (("resid", 0, 1), {"positions": [1]}, "positions= applies to site='heads' only"),

@@ -251,6 +251,21 @@ def patch(model: Model, clean: str, corrupt: str, metric: Metric | BoundMetric, 
     - ``progress``: show a progress bar (tqdm) over the patched copies.
 
     Everything is validated before any forward pass; the model is left exactly as it was.
+    Returns a `PatchingResult`: ``values[layer, column]``, shape ``(len(layers),
+    len(positions))``, or ``(len(layers), n_heads)`` for ``site="heads"``.
+
+    Patching the last layer's residual at the last position restores the clean run's logits,
+    hence its metric:
+
+    >>> import mechscope
+    >>> from mechscope.metrics import logit_diff
+    >>> model = mechscope.tiny_model("llama")
+    >>> r = mechscope.patch(model, "The cat sat on the", "The dog sat on the",
+    ...                     logit_diff(" the", " of"), layers=[-1], positions=[-1], progress=False)
+    >>> r.values.shape, r.layers, r.columns
+    ((1, 1), [1], [6])
+    >>> bool(abs(r.values[0, 0] - r.clean_metric) < 1e-5)
+    True
     """
     check_model(model, "patch")
     site = get_site(site, allowed=SITES, verb="patch").name
@@ -386,7 +401,7 @@ def cell_rerun(result: PatchingResult, model: Model, *, metric: Metric | BoundMe
     """
     if not isinstance(result, PatchingResult):
         raise InputError(f"cell_rerun needs a PatchingResult (from mechscope.patch), got {type(result).__name__}.")
-    check_model(model, "cell_rerun (model=, the model the result came from)")
+    check_model(model, "cell_rerun", "model= (the model the result came from)")
     if model.name != result.model_name:
         raise InputError(
             f"this result was made with {result.model_name!r} but model= is {model.name!r}; "
