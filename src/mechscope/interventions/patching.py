@@ -52,20 +52,21 @@ True
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..datasets.pairs import PromptPairs
 from ..errors import InputError
 from ..models.model import Model
-from ..models.sites import SiteRef
 from ..models.sites import site as get_site
-from ..models.trace import save
+from ..stats import summarize
 from ..validate import check_model, check_positive, check_top_k, index, index_list
 from ._batching import bytes_per_copy, max_copies, plan_chunks
 from .metrics import BoundMetric, Metric, as_metric
+from .patch_traces import PatchGroup, attribution_trace, clean_run, patched_trace
 from .patching_results import CellPatch, PatchingResult, TopTokens
 
 __all__ = ["CellPatch", "PatchingResult", "TopTokens", "cell_rerun", "patch", "patch_cell"]
@@ -82,9 +83,25 @@ _ATTRIBUTION_NOTE = (
 )
 
 
-# ---- validation --------------------------------------------------------------------------------
+# ---- what gets patched: examples grouped by token length -----------------------------------------
+@dataclass(frozen=True)
+class _Plan:
+    """The groups to run, the result's columns, and how to label them."""
+
+    groups: list[PatchGroup]
+    n_examples: int
+    columns: list[int]
+    positions: list[int]
+    column_names: list[str] | None
+    clean_tokens: list[str]
+    corrupt_tokens: list[str]
+    clean_prompt: str
+    corrupt_prompt: str
+    dataset_name: str | None = None
+
+
 def _tokens_of(model: Model, ids: torch.Tensor) -> list[str]:
-    return [model.tokenizer.decode([i]) for i in ids[0].tolist()]
+    return model.decode_tokens(ids)
 
 
 def _check_prompts(model: Model, clean: Any, corrupt: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,138 +119,150 @@ def _check_prompts(model: Model, clean: Any, corrupt: Any) -> tuple[torch.Tensor
     return ids_clean, ids_corrupt
 
 
-# ---- helpers used around the traces -------------------------------------------------------------
-@contextmanager
-def _frozen_parameters(model: Model) -> Iterator[None]:
-    """Parameters do not require grad inside the block; each flag is restored afterwards."""
-    params = list(model.hf.parameters())
-    flags = [p.requires_grad for p in params]
+def _pair_plan(model: Model, clean: str, corrupt: str, site: str, positions: Any) -> _Plan:
+    """One prompt pair: a group of one; columns are positions (or heads)."""
+    ids_clean, ids_corrupt = _check_prompts(model, clean, corrupt)
+    n = int(ids_clean.shape[1])
+    chosen = index_list(range(n) if positions is None else positions, n, "positions", "position")
+    pos = torch.tensor([chosen], dtype=torch.long)
+    group = PatchGroup(torch.zeros(1, dtype=torch.long), ids_clean, ids_corrupt, pos, pos)
+    columns = list(range(model.n_heads)) if site == "heads" else chosen
+    return _Plan([group], 1, columns, chosen, None, _tokens_of(model, ids_clean),
+                 _tokens_of(model, ids_corrupt), clean, corrupt)
+
+
+def _dataset_plan(model: Model, data: PromptPairs, site: str, positions: Any) -> _Plan:
+    """Every example of ``data``, grouped by (clean, corrupt) length; columns are positions
+    (all examples one length), roles (``positions=`` role names, or by default when lengths
+    differ), or heads (patched at every position, or at the named roles)."""
+    tok = data.tokenize(model)
+    lengths = [(len(c), len(k)) for c, k in zip(tok.clean_ids, tok.corrupt_ids, strict=True)]
+    names: list[str] | None = None
+    if positions is not None and not isinstance(positions, str) and all(isinstance(p, str) for p in positions):
+        names = tok.check_roles(positions)
+    elif isinstance(positions, str):
+        names = tok.check_roles([positions])
+    common = len(set(lengths)) == 1 and lengths[0][0] == lengths[0][1]
+    if names is None and site != "heads" and not common:
+        if positions is not None or not tok.role_names[:-1]:
+            raise InputError(_misaligned(data, lengths))
+        names = list(tok.role_names)
+    if names is None and site == "heads" and any(c != k for c, k in lengths):
+        raise InputError(_misaligned(data, lengths))
+    n = lengths[0][0]
+    pos_c: np.ndarray | None
+    pos_k: np.ndarray | None
+    if names is not None:
+        pos_c = np.stack([tok.roles_clean[r] for r in names], axis=1)
+        pos_k = np.stack([tok.roles_corrupt[r] for r in names], axis=1)
+        chosen: list[int] = []
+    elif site == "heads" and positions is None:
+        pos_c = pos_k = None  # every position of each example
+        chosen = list(range(n)) if common else []
+    else:
+        if not common:
+            raise InputError(_misaligned(data, lengths))
+        chosen = index_list(range(n) if positions is None else positions, n, "positions", "position")
+        pos_c = pos_k = np.tile(np.array(chosen), (len(data), 1))
+    groups = []
+    for length in sorted(set(lengths)):
+        members = [i for i, ln in enumerate(lengths) if ln == length]
+        idx = torch.tensor(members, dtype=torch.long)
+        all_pos = torch.arange(length[1]).repeat(len(members), 1)
+        groups.append(PatchGroup(
+            idx, torch.tensor([tok.clean_ids[i] for i in members], dtype=torch.long),
+            torch.tensor([tok.corrupt_ids[i] for i in members], dtype=torch.long),
+            all_pos if pos_c is None else torch.as_tensor(pos_c[members], dtype=torch.long),
+            all_pos if pos_k is None else torch.as_tensor(pos_k[members], dtype=torch.long)))
+    if site == "heads":
+        columns = list(range(model.n_heads))
+    else:
+        columns = list(range(len(names))) if names is not None else chosen
+    return _Plan(groups, len(data), columns, chosen, names,
+                 model.decode_tokens(tok.clean_ids[0]), model.decode_tokens(tok.corrupt_ids[0]),
+                 data.clean[0], data.corrupt[0], data.name)
+
+
+def _misaligned(data: PromptPairs, lengths: list[tuple[int, int]]) -> str:
+    first = lengths[0]
+    odd = [i for i, ln in enumerate(lengths) if ln != first or ln[0] != ln[1]][:8]
+    shown = ", ".join(f"{i} ({lengths[i][0]} clean / {lengths[i][1]} corrupt tokens)" for i in odd)
+    roles = list(data.role_names)
+    return (f"the examples of {data.name!r} do not line up token by token: example 0 has "
+            f"{first[0]} clean / {first[1]} corrupt tokens, but examples {shown}. Patch by role "
+            f"(positions= role names; this dataset has {roles}), or give examples whose clean and "
+            "corrupt texts have one length.")
+
+
+# ---- running the plan ------------------------------------------------------------------------------
+def _subgroups(plan: _Plan, per_copy: int, budget_mb: float) -> Iterator[PatchGroup]:
+    """The groups, cut so that one patched column of a sub-group fits the memory budget."""
+    most = max_copies(budget_mb, per_copy)
+    for group in plan.groups:
+        for start in range(0, group.size, most):
+            yield group.take(slice(start, start + most))
+
+
+def _exact(model: Model, plan: _Plan, site: str, layers: list[int], metric: BoundMetric,
+           budget_mb: float, progress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(per-example values (N, layers, columns), clean (N,), corrupt (N,), forward passes)."""
+    from tqdm.auto import tqdm
+
+    n_cols = len(plan.columns)
+    values = np.empty((plan.n_examples, len(layers), n_cols), dtype=np.float32)
+    clean = np.empty(plan.n_examples, dtype=np.float32)
+    corrupt = np.empty(plan.n_examples, dtype=np.float32)
+    row_of = {layer: i for i, layer in enumerate(layers)}
+    element = next(model.hf.parameters()).element_size()
+    passes = 0
+    bar = tqdm(total=plan.n_examples * len(layers) * n_cols, desc=f"patching {site}", unit="copy",
+               disable=not progress, leave=False)
     try:
-        for p in params:
-            p.requires_grad_(False)
-        yield
+        longest = max(int(g.corrupt.shape[1]) for g in plan.groups)
+        per_copy = bytes_per_copy(longest, model.d_model, model.d_mlp, model.n_heads,
+                                  model.vocab_size, element)
+        for group in _subgroups(plan, per_copy, budget_mb):
+            acts, logits = clean_run(model, group.clean, site, layers)
+            clean_acts = dict(zip(layers, acts, strict=True))
+            ex = group.examples.numpy()
+            clean[ex] = metric(logits, logits, group.examples).numpy()
+            room = max(1, max_copies(budget_mb, per_copy) // group.size)
+            chunks = plan_chunks(layers, n_cols, room)
+            for chunk in chunks:
+                out = patched_trace(model, site, group, chunk, clean_acts, logits, metric)[0].numpy()
+                corrupt[ex] = out[:group.size]
+                start = group.size
+                for layer, cols in chunk:
+                    block = out[start:start + len(cols) * group.size].reshape(len(cols), group.size)
+                    values[ex[:, None], row_of[layer], np.array(cols)[None, :]] = block.T
+                    start += len(cols) * group.size
+                bar.update(start - group.size)
+            passes += 1 + len(chunks)
     finally:
-        for p, flag in zip(params, flags, strict=True):
-            p.requires_grad_(flag)
+        bar.close()
+    return values, clean, corrupt, passes
 
 
-def _clean_run(model: Model, ids: torch.Tensor, site: str,
-               layers: list[int]) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """The clean prompt's site activations at ``layers`` (each (1, n, width)) and final logits (1, vocab)."""
-    refs = [model.at(site, layer) for layer in layers]
-    unembed = model.logits()
-    with model.trace(ids, use_cache=False):
-        acts = [ref.read().clone() for ref in refs]
-        saved = save([acts, unembed.last()])
-    return saved[0], saved[1].float()
-
-
-def _exact_chunk(model: Model, ids: torch.Tensor, site: str, chunk: list[tuple[int, list[int]]],
-                 layers: list[int], clean_acts: list[torch.Tensor], clean_logits: torch.Tensor,
-                 positions: list[int], metric: BoundMetric) -> torch.Tensor:
-    """One trace: the corrupt run plus, from each chunk layer on, its patched copies. Returns (1 + copies,)."""
-    return _patched_trace(model, ids, site, chunk, layers, clean_acts, clean_logits, positions, metric)[0]
-
-
-def _patched_trace(model: Model, ids: torch.Tensor, site: str, chunk: list[tuple[int, list[int]]],
-                   layers: list[int], clean_acts: list[torch.Tensor], clean_logits: torch.Tensor,
-                   positions: list[int], metric: BoundMetric,
-                   top_k: int = 0) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
-    """The trace behind `_exact_chunk` (and `patch_cell`): metric per row (1 + copies,), and
-    with ``top_k`` > 0 also [top logits, their ids, their probabilities], each (1 + copies, top_k)."""
-    n = int(ids.shape[1])
-    width = model.width(site)
-    d_head = model.d_head
-    index = {layer: i for i, layer in enumerate(layers)}
-    # (block input, site, copies, positions (k,) or None, head mask or None, clean act)
-    steps: list[tuple[SiteRef, SiteRef, int, Any, Any, torch.Tensor]] = []
-    for layer, cols in chunk:
-        k = len(cols)
-        pos = mask = None
-        if site == "heads":
-            mask = torch.zeros(k, n, width, dtype=torch.bool)
-            for i, head in enumerate(cols):
-                mask[i, positions, head * d_head:(head + 1) * d_head] = True
-        else:
-            pos = torch.tensor([positions[c] for c in cols], dtype=torch.long)
-        steps.append((model.at("resid_pre", layer), model.at(site, layer), k, pos, mask,
-                      clean_acts[index[layer]]))
-    unembed = model.logits()
-    resid = site == "resid"
-    top: list[torch.Tensor] | None = None  # set inside the trace when top_k > 0
-
-    with model.trace(ids, use_cache=False):
-        start = 1
-        for block_in, ref, k, pos, mask, clean in steps:
-            if resid:
-                hidden = ref.read()
-                copies = hidden[0:1].expand(k, -1, -1).clone()
-                copies[torch.arange(k), pos] = clean[0, pos]
-                ref.write(torch.cat([hidden, copies]))
-            else:
-                hidden = block_in.read()
-                block_in.write(torch.cat([hidden, hidden[0:1].expand(k, -1, -1)]))
-                rows = ref.read()[start:start + k]
-                if mask is None:
-                    rows[torch.arange(k), pos] = clean[0, pos]
-                else:
-                    rows[mask] = clean.expand(k, -1, -1)[mask]
-            start += k
-        logits = unembed.last()
-        values = save(metric(logits, clean_logits))
-        if top_k:
-            full = logits.float()
-            top_logits, top_ids = torch.topk(full, top_k, dim=-1)
-            top = save([top_logits, top_ids, torch.softmax(full, dim=-1).gather(-1, top_ids)])
-    return values.float(), (None if top is None else [t.detach() for t in top])
-
-
-def _attribution(model: Model, ids_clean: torch.Tensor, ids_corrupt: torch.Tensor, site: str,
-                 layers: list[int], positions: list[int],
-                 metric: BoundMetric) -> tuple[torch.Tensor, float, float]:
-    """grad . (clean - corrupt) per cell (layers, columns), the clean and the corrupt metric.
-
-    ONE forward and backward pass of the batch [clean, corrupt] (two rows cost about as much as
-    one on a short prompt): row 0 gives the clean activations and logits, the gradient of the
-    metric on row 1 gives the rest. Parameters are frozen, so only activation gradients are made.
-    """
-    refs = [model.at(site, layer) for layer in layers]
-    embed = model.envoy_at(model.adapter.embed_path)
-    unembed = model.logits()
-    heads = site == "heads"
-    n_heads, d_head = model.n_heads, model.d_head
-    pos = torch.tensor(positions, dtype=torch.long)
-    count = len(layers)
-    batch = torch.cat([ids_clean, ids_corrupt])
-
-    with _frozen_parameters(model), torch.enable_grad():
-        with model.trace(batch, grad=True, use_cache=False):
-            embedded = embed.output
-            embedded.requires_grad_(True)
-            acts = [ref.read() for ref in refs]
-            logits = unembed.last()
-            clean_logits = logits[0:1].detach()
-            measured = metric(logits[1:], clean_logits)
-            both = save(torch.stack([metric(clean_logits, clean_logits)[0], measured.detach()[0]]))
-            total = measured.sum()
-            rows: list[Any] = [None] * count
-            with total.backward():
-                for i in reversed(range(count)):
-                    grad = acts[i].grad
-                    act = acts[i].detach()
-                    cell = (grad[1] * (act[0] - act[1]))[pos]
-                    if heads:
-                        rows[i] = cell.reshape(len(positions), n_heads, d_head).sum(dim=(0, 2))
-                    else:
-                        rows[i] = cell.sum(-1)
-            estimate = save(torch.stack(rows))
-    both = both.float()
-    return estimate.float(), float(both[0]), float(both[1])
+def _attribution(model: Model, plan: _Plan, site: str, layers: list[int],
+                 metric: BoundMetric) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(per-example estimates (N, layers, columns), clean (N,), corrupt (N,), forward passes)."""
+    values = np.empty((plan.n_examples, len(layers), len(plan.columns)), dtype=np.float32)
+    clean = np.empty(plan.n_examples, dtype=np.float32)
+    corrupt = np.empty(plan.n_examples, dtype=np.float32)
+    passes = 0
+    for group in plan.groups:
+        estimate, c, k = attribution_trace(model, site, group, layers, metric)
+        ex = group.examples.numpy()
+        values[ex] = (k[:, None, None] + estimate).numpy()
+        clean[ex], corrupt[ex] = c.numpy(), k.numpy()
+        passes += 1 if group.clean.shape[1] == group.corrupt.shape[1] else 2
+    return values, clean, corrupt, passes
 
 
 # ---- public API --------------------------------------------------------------------------------
-def patch(model: Model, clean: str, corrupt: str, metric: Metric | BoundMetric, site: str = "resid",
-          method: str = "exact", positions: Sequence[int] | None = None, *,
+def patch(model: Model, clean: str | PromptPairs, corrupt: str | None = None,
+          metric: Metric | BoundMetric | None = None, site: str = "resid",
+          method: str = "exact", positions: Sequence[int] | Sequence[str] | None = None, *,
           layers: Sequence[int] | None = None,
           memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB, progress: bool = True) -> PatchingResult:
     """Patch ``site`` from the ``clean`` run into the ``corrupt`` run at every layer and column.
@@ -272,54 +301,55 @@ def patch(model: Model, clean: str, corrupt: str, metric: Metric | BoundMetric, 
     if method not in METHODS:
         raise InputError(f"method must be one of {METHODS}, got {method!r}.")
     check_positive(memory_budget_mb, "memory_budget_mb", "megabytes")
-    bound = as_metric(metric, model)
-    ids_clean, ids_corrupt = _check_prompts(model, clean, corrupt)
-    n = int(ids_clean.shape[1])
+    plan, bound = _plan(model, clean, corrupt, metric, site, positions, "patch")
     chosen_layers = model.check_layers(layers)
-    chosen_positions = index_list(range(n) if positions is None else positions, n,
-                                  "positions", "position")
-    columns = list(range(model.n_heads)) if site == "heads" else chosen_positions
-
     if method == "attribution":
-        estimate, clean_metric, corrupt_metric = _attribution(
-            model, ids_clean, ids_corrupt, site, chosen_layers, chosen_positions, bound)
-        values = (corrupt_metric + estimate).numpy().astype(np.float32)
-        passes = 1
+        per_example, clean_m, corrupt_m, passes = _attribution(model, plan, site, chosen_layers, bound)
     else:
-        clean_acts, clean_logits = _clean_run(model, ids_clean, site, chosen_layers)
-        clean_metric = float(bound(clean_logits, clean_logits)[0])
-        element = next(model.hf.parameters()).element_size()
-        per_copy = bytes_per_copy(n, model.d_model, model.d_mlp, model.n_heads, model.vocab_size, element)
-        chunks = plan_chunks(chosen_layers, len(columns), max_copies(memory_budget_mb, per_copy))
-        values = np.empty((len(chosen_layers), len(columns)), dtype=np.float32)
-        row_of = {layer: i for i, layer in enumerate(chosen_layers)}
-        corrupt_metric = float("nan")
-        from tqdm.auto import tqdm
+        per_example, clean_m, corrupt_m, passes = _exact(model, plan, site, chosen_layers, bound,
+                                                         memory_budget_mb, progress)
+    return _result(model, plan, bound, site, method, chosen_layers, per_example, clean_m,
+                   corrupt_m, passes)
 
-        bar = tqdm(total=values.size, desc=f"patching {site}", unit="copy", disable=not progress,
-                   leave=False)
-        try:
-            for chunk in chunks:
-                out = _exact_chunk(model, ids_corrupt, site, chunk, chosen_layers, clean_acts,
-                                   clean_logits, chosen_positions, bound).numpy()
-                corrupt_metric = float(out[0])
-                start = 1
-                for layer, cols in chunk:
-                    values[row_of[layer], cols] = out[start:start + len(cols)]
-                    start += len(cols)
-                bar.update(start - 1)
-        finally:
-            bar.close()
-        passes = 1 + len(chunks)
 
+def _plan(model: Model, clean: Any, corrupt: Any, metric: Any, site: str, positions: Any,
+          verb: str) -> tuple[_Plan, BoundMetric]:
+    """The plan and the bound metric of one prompt pair or a `PromptPairs` (checked here)."""
+    if isinstance(clean, PromptPairs):
+        if corrupt is not None and not isinstance(corrupt, Metric | BoundMetric):
+            raise InputError(f"{verb}(model, dataset, ...) takes no corrupt prompt: each example "
+                             "carries its own; pass the metric as metric=.")
+        chosen_metric = corrupt if metric is None and corrupt is not None else metric
+        bound = as_metric(chosen_metric, model) if chosen_metric is not None else clean.metric(model)
+        return _dataset_plan(model, clean, site, positions), bound
+    if corrupt is None or metric is None:
+        raise InputError(f"{verb}(model, clean, corrupt, metric) needs a corrupt prompt and a metric "
+                         "(e.g. logit_diff(' Paris', ' Rome')), or a dataset from mechscope.datasets.")
+    bound = as_metric(metric, model)
+    return _pair_plan(model, clean, corrupt, site, positions), bound
+
+
+def _result(model: Model, plan: _Plan, bound: BoundMetric, site: str, method: str,
+            layers: list[int], per_example: np.ndarray, clean: np.ndarray, corrupt: np.ndarray,
+            passes: int) -> PatchingResult:
+    dataset = plan.dataset_name is not None
+    summary = summarize(per_example) if dataset else None
     return PatchingResult(
-        values=values, clean_metric=clean_metric, corrupt_metric=corrupt_metric,
-        clean_tokens=_tokens_of(model, ids_clean), corrupt_tokens=_tokens_of(model, ids_corrupt),
-        layers=chosen_layers, columns=columns, positions=chosen_positions, site=site,
-        method=method, metric_name=bound.name, clean_prompt=clean, corrupt_prompt=corrupt,
-        model_name=model.name, approximation=method == "attribution",
+        values=summary.mean if summary is not None else per_example[0],
+        clean_metric=float(np.mean(clean)), corrupt_metric=float(np.mean(corrupt)),
+        clean_tokens=plan.clean_tokens, corrupt_tokens=plan.corrupt_tokens,
+        layers=layers, columns=plan.columns, positions=plan.positions, site=site,
+        method=method, metric_name=bound.name, clean_prompt=plan.clean_prompt,
+        corrupt_prompt=plan.corrupt_prompt, model_name=model.name,
+        approximation=method == "attribution",
         note=_ATTRIBUTION_NOTE if method == "attribution" else "",
         n_forward_passes=passes, metric=bound,
+        per_example=per_example if dataset else None,
+        clean_per_example=clean if dataset else None,
+        corrupt_per_example=corrupt if dataset else None,
+        ci_low=None if summary is None else summary.ci_low,
+        ci_high=None if summary is None else summary.ci_high,
+        column_names=plan.column_names, dataset_name=plan.dataset_name,
     )
 
 
@@ -330,9 +360,10 @@ def _top_tokens(model: Model, logits: torch.Tensor, ids: torch.Tensor, probs: to
                      probs=[float(x) for x in probs.float().tolist()])
 
 
-def patch_cell(model: Model, clean: str, corrupt: str, metric: Metric | BoundMetric, site: str,
-               layer: int, column: int, *, positions: Sequence[int] | None = None,
-               top_k: int = 5) -> CellPatch:
+def patch_cell(model: Model, clean: str | PromptPairs, corrupt: str | None = None,
+               metric: Metric | BoundMetric | None = None, site: str = "resid",
+               layer: int | None = None, column: int | str | None = None, *, positions: Sequence[int] | Sequence[str] | None = None,
+               top_k: int = 5, example: int = 0) -> CellPatch:
     """Exact patching of ONE cell, with the ``top_k`` next tokens before and after the patch.
 
     The cell is what `patch` computes at ``values[layer, column]``: ``column`` is a position for
@@ -353,40 +384,54 @@ def patch_cell(model: Model, clean: str, corrupt: str, metric: Metric | BoundMet
     check_model(model, "patch_cell")
     site = get_site(site, allowed=SITES, verb="patch_cell").name
     top_k = check_top_k(top_k, model.vocab_size)
-    bound = as_metric(metric, model)
-    ids_clean, ids_corrupt = _check_prompts(model, clean, corrupt)
-    n = int(ids_clean.shape[1])
+    if layer is None or column is None:
+        raise InputError("patch_cell needs the cell: layer= and column= (a position, a role name "
+                         "for a dataset, or a head for site='heads').")
     chosen_layer = model.check_layer(layer)
     if site == "heads":
         head = index(column, model.n_heads, "column (a head for site='heads')", "head")
-        chosen_positions = index_list(range(n) if positions is None else positions, n,
-                                      "positions", "position")
-        chunk = [(chosen_layer, [head])]
-        col = head
+        plan_positions: Any = positions
     else:
         if positions is not None:
             raise InputError(
                 f"positions= applies to site='heads' only; for site={site!r} the column is the "
                 "position to patch."
             )
-        col = index(column, n, "column (a position)", "position")
-        chosen_positions = [col]
-        chunk = [(chosen_layer, [0])]
-    clean_acts, clean_logits = _clean_run(model, ids_clean, site, [chosen_layer])
-    clean_metric = float(bound(clean_logits, clean_logits)[0])
-    values, top = _patched_trace(model, ids_corrupt, site, chunk, [chosen_layer], clean_acts,
-                                 clean_logits, chosen_positions, bound, top_k=top_k)
-    assert top is not None
-    top_logits, top_ids, top_probs = top
-    clean_top_logits, clean_top_ids = torch.topk(clean_logits[0], top_k)
-    clean_top_probs = torch.softmax(clean_logits[0], dim=-1)[clean_top_ids]
+        if isinstance(column, bool) or not isinstance(column, int | np.integer | str):
+            raise InputError(f"column (a position) must be an int, got {type(column).__name__} {column!r}.")
+        plan_positions, head = [column], 0
+    plan, bound = _plan(model, clean, corrupt, metric, site, plan_positions, "patch_cell")
+    example = index(example, plan.n_examples, "example", "example")
+    values = np.empty(plan.n_examples, dtype=np.float32)
+    clean_m, corrupt_m = np.empty_like(values), np.empty_like(values)
+    shown: tuple[torch.Tensor, list[torch.Tensor], int, int] | None = None
+    for group in plan.groups:
+        acts, logits = clean_run(model, group.clean, site, [chosen_layer])
+        out, top = patched_trace(model, site, group, [(chosen_layer, [head])],
+                                 {chosen_layer: acts[0]}, logits, bound, top_k=top_k)
+        ex = group.examples.numpy()
+        clean_m[ex] = bound(logits, logits, group.examples).numpy()
+        corrupt_m[ex], values[ex] = out[:group.size].numpy(), out[group.size:].numpy()
+        if example in ex.tolist():
+            g = ex.tolist().index(example)
+            assert top is not None
+            shown = (logits[g], top, g, group.size)
+    assert shown is not None
+    clean_logits, (top_logits, top_ids, top_probs), g, size = shown
+    clean_top_logits, clean_top_ids = torch.topk(clean_logits, top_k)
+    clean_top_probs = torch.softmax(clean_logits, dim=-1)[clean_top_ids]
+    dataset = plan.dataset_name is not None
+    col = head if site == "heads" else (plan.positions[0] if plan.positions else 0)
     return CellPatch(
-        site=site, layer=chosen_layer, column=col, positions=chosen_positions,
-        metric_name=bound.name, value=float(values[1]), clean_metric=clean_metric,
-        corrupt_metric=float(values[0]),
-        before=_top_tokens(model, top_logits[0], top_ids[0], top_probs[0]),
-        after=_top_tokens(model, top_logits[1], top_ids[1], top_probs[1]),
+        site=site, layer=chosen_layer, column=col,
+        positions=plan.positions, metric_name=bound.name,
+        value=float(values.mean()), clean_metric=float(clean_m.mean()),
+        corrupt_metric=float(corrupt_m.mean()),
+        before=_top_tokens(model, top_logits[g], top_ids[g], top_probs[g]),
+        after=_top_tokens(model, top_logits[size + g], top_ids[size + g], top_probs[size + g]),
         clean=_top_tokens(model, clean_top_logits, clean_top_ids, clean_top_probs),
+        per_example=values if dataset else None, example=example,
+        column_name=plan.column_names[0] if plan.column_names and site != "heads" else None,
     )
 
 

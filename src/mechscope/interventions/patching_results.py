@@ -32,6 +32,19 @@ class PatchingResult:
     ``corrupt_metric`` are the unpatched runs; `normalized` maps them to 1 and 0.
     ``approximation`` is True for ``method="attribution"`` (``note`` says what that means).
     ``metric`` is the bound metric itself (for re-running a cell, see `cell_rerun`).
+    ``values`` has shape ``(len(layers), len(columns))``.
+
+    >>> import mechscope
+    >>> from mechscope.metrics import logit_diff
+    >>> model = mechscope.tiny_model("llama")
+    >>> r = mechscope.patch(model, "The cat sat on the", "The dog sat on the",
+    ...                     logit_diff(" the", " of"), progress=False)
+    >>> r.values.shape == (model.n_layers, len(r.clean_tokens)), r.column_labels[:2]
+    (True, ['The', ' cat/ dog'])
+    >>> round(float(r.normalized()[-1, -1]), 4)          # 1 = as clean, 0 = as corrupt
+    1.0
+    >>> r.to_pandas().shape == r.values.shape
+    True
     """
 
     values: np.ndarray
@@ -54,6 +67,24 @@ class PatchingResult:
     #: the metric the cells were measured with (bound to the model), kept so that a widget can
     #: re-run one cell (`cell_rerun`); None for results not made by `patch`.
     metric: BoundMetric | None = field(default=None, repr=False, compare=False)
+    #: over a dataset (`mechscope.datasets`): the metric of every example and cell,
+    #: (n_examples, layers, columns), examples first; ``values`` is their mean.
+    per_example: np.ndarray | None = field(default=None, repr=False)
+    #: over a dataset: the clean and the corrupt metric of every example, (n_examples,).
+    clean_per_example: np.ndarray | None = field(default=None, repr=False)
+    corrupt_per_example: np.ndarray | None = field(default=None, repr=False)
+    #: over a dataset: the `ci_level` bootstrap interval of the mean over examples, like ``values``.
+    ci_low: np.ndarray | None = field(default=None, repr=False)
+    ci_high: np.ndarray | None = field(default=None, repr=False)
+    ci_level: float = 0.95
+    #: role names when columns are roles ("S1", "IO", "END"): ``columns`` then index them.
+    column_names: list[str] | None = None
+    dataset_name: str | None = None
+
+    @property
+    def n(self) -> int:
+        """How many examples the values are averaged over (1 for one prompt pair)."""
+        return 1 if self.per_example is None else int(self.per_example.shape[0])
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickling keeps every field, and the metric when it pickles: metrics built by
@@ -81,6 +112,8 @@ class PatchingResult:
         """Heads as "H0", "H1", ...; positions as their clean token ("clean/corrupt" where they differ)."""
         if self.site == "heads":
             return [f"H{h}" for h in self.columns]
+        if self.column_names is not None:
+            return list(self.column_names)
         labels = []
         for p in self.columns:
             c, k = self.clean_tokens[p], self.corrupt_tokens[p]
@@ -88,7 +121,16 @@ class PatchingResult:
         return labels
 
     def normalized(self) -> np.ndarray:
-        """``(values - corrupt_metric) / (clean_metric - corrupt_metric)``: 0 = corrupt, 1 = clean."""
+        """``(values - corrupt_metric) / (clean_metric - corrupt_metric)``: 0 = corrupt, 1 = clean.
+
+        Over a dataset each example is normalised by its own clean and corrupt runs and the
+        result is the mean of those (examples whose runs agree are left out); see
+        `normalized_per_example`.
+        """
+        if self.per_example is not None:
+            from ..stats import summarize
+
+            return summarize(self.normalized_per_example()).mean
         span = self.clean_metric - self.corrupt_metric
         if not np.isfinite(span) or abs(span) <= 1e-9 * max(1.0, abs(self.clean_metric)):
             raise InputError(
@@ -98,10 +140,36 @@ class PatchingResult:
             )
         return ((self.values.astype(np.float64) - self.corrupt_metric) / span).astype(np.float32)
 
+    def normalized_per_example(self) -> np.ndarray:
+        """Each example normalised by its own runs, (n_examples, layers, columns); NaN for an
+        example whose clean and corrupt runs agree."""
+        if self.per_example is None or self.clean_per_example is None or self.corrupt_per_example is None:
+            return self.normalized()[None]
+        clean = self.clean_per_example.astype(np.float64)[:, None, None]
+        corrupt = self.corrupt_per_example.astype(np.float64)[:, None, None]
+        span = clean - corrupt
+        flat = ~np.isfinite(span) | (np.abs(span) <= 1e-9 * np.maximum(1.0, np.abs(clean)))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = (self.per_example.astype(np.float64) - corrupt) / np.where(flat, np.nan, span)
+        return out.astype(np.float32)
+
     def to_pandas(self):  # noqa: ANN201 - pandas is imported lazily
-        """A DataFrame of ``values``: one row per layer, one column per position (or head)."""
+        """One prompt pair: one row per layer, one column per position (or head).
+
+        Over a dataset: long format, one row per (example, layer, column) with the raw
+        ``value`` and the per-example ``normalized`` value.
+        """
         import pandas as pd
 
+        if self.per_example is not None:
+            n, rows, cols = self.per_example.shape
+            example, layer, column = np.meshgrid(np.arange(n), self.layers, np.arange(cols), indexing="ij")
+            return pd.DataFrame({
+                "example": example.ravel(), "layer": layer.ravel(),
+                "column": np.asarray(self.column_labels, dtype=object)[column.ravel()],
+                "value": self.per_example.ravel(),
+                "normalized": self.normalized_per_example().ravel(),
+            })
         if self.site == "heads":
             columns = pd.Index(self.columns, name="head")
         else:
@@ -136,6 +204,8 @@ class PatchingResult:
     def __repr__(self) -> str:
         rows, cols = self.values.shape
         approx = ", approximation" if self.approximation else ""
+        if self.per_example is not None:
+            approx += f", mean of {self.n} examples of {self.dataset_name!r}"
         return (f"PatchingResult({self.method} {self.site}, {rows} layers x {cols} "
                 f"{self.column_kind}s, {self.metric_name}: clean {self.clean_metric:.4g}, "
                 f"corrupt {self.corrupt_metric:.4g}{approx})")
@@ -158,6 +228,17 @@ class CellPatch:
     ``value`` is the metric with ``site`` at ``layer`` patched at ``column`` (a position, or a
     head patched at ``positions``): the same number as that cell of `patch`'s result.
     ``before`` is the corrupt run, ``after`` the patched one, ``clean`` the clean run.
+
+    >>> import mechscope
+    >>> from mechscope.interventions.patching import patch_cell
+    >>> from mechscope.metrics import logit_diff
+    >>> model = mechscope.tiny_model("llama")
+    >>> cell = patch_cell(model, "The cat sat on the", "The dog sat on the",
+    ...                   logit_diff(" the", " of"), "resid", -1, -1, top_k=3)
+    >>> cell.layer, cell.column, cell.column_kind, len(cell.after.tokens)
+    (1, 6, 'position', 3)
+    >>> cell.after.ids == cell.clean.ids, abs(cell.value - cell.clean_metric) < 1e-5
+    (True, True)
     """
 
     site: str
@@ -171,6 +252,12 @@ class CellPatch:
     before: TopTokens
     after: TopTokens
     clean: TopTokens
+    #: over a dataset: the cell's metric for every example, (n_examples,); ``value`` is the mean,
+    #: the top tokens are those of example ``example``.
+    per_example: np.ndarray | None = field(default=None, repr=False)
+    example: int = 0
+    #: the role name when the column is a role of a dataset ("S2", "END").
+    column_name: str | None = None
 
     @property
     def column_kind(self) -> str:
