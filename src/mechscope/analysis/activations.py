@@ -27,7 +27,20 @@ _SITES = ("resid", "attn", "mlp", "neurons")
 
 @dataclass(frozen=True)
 class ActivationsResult:
-    """``values[layer, position]``: the chosen quantity at each layer and token."""
+    """``values[layer, position]``: the chosen quantity at each layer and token.
+
+    ``values`` has shape ``(len(layers), len(tokens))`` (float32); ``layers`` holds the model
+    layer of each row, ``tokens`` the prompt's tokens, ``quantity`` "norm" or "unit i".
+
+    >>> import mechscope
+    >>> model = mechscope.tiny_model("llama")
+    >>> r = mechscope.activations(model, "The cat sat", layers=[-1])
+    >>> r.layers, r.values.shape == (1, len(r.tokens)), r.quantity
+    ([1], True, 'norm')
+    >>> frame = r.to_pandas()                          # rows: layers; columns: (position, token)
+    >>> frame.index.name, list(frame.columns.names)
+    ('layer', ['position', 'token'])
+    """
 
     values: np.ndarray
     tokens: list[str]
@@ -74,7 +87,21 @@ def activations(model: Model, prompt: str, *, site: str = "resid", neuron: int |
     The value per cell is the L2 norm of the site's vector, or with ``neuron=i`` that
     unit's activation (a residual-stream dimension for resid/attn/mlp; an MLP neuron,
     post-nonlinearity, for ``site="neurons"``). ``layers``: an int or a list (default all;
-    negative count from the end; duplicates refused; rows in model order).
+    negative count from the end; duplicates refused; rows in model order). Returns an
+    `ActivationsResult` whose ``values`` are ``(n_layers, n_positions)``.
+
+    The same numbers as a plain forward pass (``resid`` at layer 0 is the output of block 0,
+    Hugging Face's ``hidden_states[1]``):
+
+    >>> import mechscope, numpy as np
+    >>> model = mechscope.tiny_model("llama")
+    >>> r = mechscope.activations(model, "The cat sat")
+    >>> hidden = model.hf(model.to_tokens("The cat sat"), output_hidden_states=True).hidden_states
+    >>> bool(np.allclose(r.values[0], hidden[1][0].norm(dim=-1).detach().numpy(), atol=1e-5))
+    True
+    >>> u = mechscope.activations(model, "The cat sat", site="neurons", neuron=3)
+    >>> u.values.shape == (model.n_layers, len(u.tokens)), u.quantity
+    (True, 'unit 3')
     """
     check_model(model, "activations")
     site = get_site(site, allowed=_SITES, verb="activations").name

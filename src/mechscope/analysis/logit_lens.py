@@ -34,6 +34,16 @@ class LogitLensResult:
 
     ``top_ids``/``top_probs``/``top_tokens``: (layers, positions, k). With a target token,
     ``target_prob`` and ``target_rank`` (0 = top-1): (layers, positions).
+
+    >>> import mechscope, numpy as np
+    >>> model = mechscope.tiny_model("llama")
+    >>> lens = mechscope.logit_lens(model, "The cat sat", top_k=3, target=" the")
+    >>> lens.target_prob.shape == lens.target_rank.shape == (model.n_layers, len(lens.tokens))
+    True
+    >>> bool((np.diff(lens.top_probs, axis=-1) <= 0).all())        # most likely first
+    True
+    >>> list(lens.to_pandas().columns)
+    ['layer', 'position', 'input_token', 'rank', 'token', 'token_id', 'prob']
     """
 
     top_ids: np.ndarray
@@ -75,7 +85,17 @@ def logit_lens(model: Model, prompt: str, *, top_k: int = 5, target: str | int |
 
     ``layers``: an int or a list (default all; negative count from the end; see
     `mechscope.validate`); ``top_k``: 1..100 top tokens per cell; ``target``: a single token
-    whose probability and rank are kept per cell.
+    whose probability and rank are kept per cell. Returns a `LogitLensResult`:
+    ``top_ids[layer, position, rank]``, shape ``(n_layers, n_positions, top_k)``.
+
+    At the last layer the lens is the model's own output (Hugging Face's logits):
+
+    >>> import mechscope
+    >>> model = mechscope.tiny_model("llama")
+    >>> lens = mechscope.logit_lens(model, "The cat sat", top_k=3)
+    >>> logits = model.hf(model.to_tokens("The cat sat")).logits[0]      # (positions, vocab)
+    >>> bool((lens.top_ids[-1, :, 0] == logits.argmax(-1).numpy()).all())
+    True
     """
     check_model(model, "logit_lens")
     top_k = check_top_k(top_k, model.vocab_size)

@@ -66,7 +66,24 @@ class TopExample:
 
 @dataclass(frozen=True)
 class SelectivityResult:
-    """Per-neuron class means (classes x neurons), selectivity index and top examples."""
+    """Per-neuron class means (classes x neurons), selectivity index and top examples.
+
+    ``class_means[class, neuron]``: ``(n_classes, n_neurons)``; ``index``, ``preferred`` and
+    ``floor``: ``(n_neurons,)``; ``token_acts[i]``: ``(n_tokens of texts[i], n_neurons)``.
+
+    >>> import mechscope, numpy as np
+    >>> from mechscope.datasets import labelled_texts
+    >>> model = mechscope.tiny_model("gpt2")
+    >>> sel = mechscope.selectivity(model, labelled_texts(["animals", "code"], n_per_class=3), layer=0)
+    >>> sel.class_means.shape == (2, model.d_mlp), sel.n_neurons == model.d_mlp
+    (True, True)
+    >>> top = sel.ranked(3)                                  # most selective first
+    >>> bool((np.diff(sel.index[top]) <= 0).all())
+    True
+    >>> ex = sel.top_examples(int(top[0]), n=2)[0]           # its highest-peaking text
+    >>> ex.activations.shape == (len(ex.tokens),), list(sel.to_pandas().columns)[:2]
+    (True, ['selectivity', 'preferred'])
+    """
 
     classes: list[str]
     class_means: np.ndarray
@@ -158,6 +175,18 @@ def selectivity(model: Model, examples: Mapping[str, Sequence[str]], layer: int,
     or "resample"; the last two draw from ``effect_reference``, default: all example texts) on
     ``effect_prompts`` (default: every example text) and the mean metric change is stored in
     ``ablation_effect``. Only MLP neurons can be ablated this way (site "neurons").
+    Returns a `SelectivityResult`: ``index`` has one entry per unit, ``(d_mlp,)`` for
+    "neurons" and ``(d_model,)`` for the other sites.
+
+    >>> import mechscope, numpy as np
+    >>> model = mechscope.tiny_model("gpt2")
+    >>> examples = {"fruit": ["apple pear", "plum fig"], "tools": ["saw drill", "hammer"]}
+    >>> sel = mechscope.selectivity(model, examples, layer=1, site="resid")
+    >>> sel.classes, sel.index.shape == (model.d_model,)
+    (['fruit', 'tools'], True)
+    >>> acts = np.concatenate(sel.token_acts[:2])            # every token of the "fruit" texts
+    >>> bool(np.allclose(sel.class_means[0], acts.mean(axis=0), atol=1e-5))
+    True
     """
     check_model(model, "selectivity")
     site = get_site(site, allowed=_SITES, verb="selectivity").name
@@ -190,8 +219,8 @@ def selectivity(model: Model, examples: Mapping[str, Sequence[str]], layer: int,
     text_tokens: list[list[str]] = []
     for start in range(0, len(texts), batch_size):
         batch = texts[start:start + batch_size]
-        enc = model.tokenizer(batch, return_tensors="pt", padding=True)
-        with model.trace(dict(enc)):
+        enc = model.encode(batch)
+        with model.trace(enc):
             acts = save(ref.read())
         mask = enc["attention_mask"].bool()
         for row in range(len(batch)):

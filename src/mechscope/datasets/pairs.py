@@ -47,7 +47,18 @@ END = "END"
 @dataclass(frozen=True)
 class Prompts:
     """``n`` texts (``texts[i]``) with optional roles (``roles[name][i]`` = the character index of
-    that role's last character in text i) and metadata columns (``metadata[col][i]``)."""
+    that role's last character in text i) and metadata columns (``metadata[col][i]``).
+
+    >>> import numpy as np
+    >>> data = Prompts(("The cat sat", "A dog ran"), roles={"subject": np.array([6, 4])},
+    ...                metadata={"animal": ("cat", "dog")})
+    >>> data, data.role_names, data.to_pandas().shape
+    (Prompts('prompts', 2 texts, roles ['subject', 'END']), ('subject', 'END'), (2, 2))
+    >>> Prompts(())
+    Traceback (most recent call last):
+        ...
+    mechscope.errors.InputError: the dataset 'prompts' is empty: give at least one text.
+    """
 
     texts: tuple[str, ...]
     roles: Mapping[str, np.ndarray] = field(default_factory=dict)
@@ -85,7 +96,19 @@ class Prompts:
 class PromptPairs:
     """``n`` examples: ``clean[i]``, ``corrupt[i]``, ``answer[i]``, ``wrong[i]`` (single tokens for
     the model, checked when bound), ``roles[name]`` of shape (n, 2) = the character index of the
-    role's last character in (clean, corrupt), and ``metadata[col][i]``."""
+    role's last character in (clean, corrupt), and ``metadata[col][i]``.
+
+    >>> import mechscope
+    >>> data = PromptPairs(("The cat sat on the",), ("The dog sat on the",), (" the",), (" of",))
+    >>> data, data.texts, data.prompts("corrupt").texts
+    (PromptPairs('pairs', 1 examples), ('The cat sat on the',), ('The dog sat on the',))
+    >>> import torch
+    >>> model = mechscope.tiny_model("llama")
+    >>> logits = torch.randn(1, model.vocab_size)                      # (rows, vocab)
+    >>> the, of = model.to_single_token(" the"), model.to_single_token(" of")
+    >>> bool(torch.equal(data.metric(model)(logits), logits[:, the] - logits[:, of]))
+    True
+    """
 
     clean: tuple[str, ...]
     corrupt: tuple[str, ...]
@@ -220,6 +243,19 @@ def pairs(source: Any, *, name: str | None = None) -> PromptPairs:
 
     Columns ``clean``, ``corrupt``, ``answer``, ``wrong`` are required; a JSONL record may carry
     ``roles`` ({role: [clean_char, corrupt_char]}); every other column becomes metadata.
+
+    >>> import json, tempfile
+    >>> from pathlib import Path
+    >>> path = Path(tempfile.mkdtemp()) / "capitals.jsonl"
+    >>> _ = path.write_text(json.dumps({"clean": "Paris is in", "corrupt": "Rome is in",
+    ...     "answer": " France", "wrong": " Italy", "roles": {"city": [4, 3]}}))
+    >>> data = pairs(path)
+    >>> data.name, data.roles["city"].tolist(), data.role_names      # roles: (n, 2)
+    ('capitals', [[4, 3]], ('city', 'END'))
+    >>> pairs([{"clean": "a", "corrupt": "b"}])
+    Traceback (most recent call last):
+        ...
+    mechscope.errors.InputError: 'pairs' lacks the column(s) ['answer', 'wrong']: ...
     """
     rows, default = _records(source)
     if not rows:
@@ -247,7 +283,14 @@ def pairs(source: Any, *, name: str | None = None) -> PromptPairs:
 
 
 def prompts(texts: Sequence[str] | Any, *, name: str = "prompts") -> Prompts:
-    """`Prompts` from a list of texts (or anything with ``.texts``, e.g. a `PromptPairs`)."""
+    """`Prompts` from a list of texts (or anything with ``.texts``, e.g. a `PromptPairs`).
+
+    >>> prompts(["The cat sat", "A dog ran"], name="animals")
+    Prompts('animals', 2 texts)
+    >>> pair = pairs([{"clean": "The cat", "corrupt": "The dog", "answer": " sat", "wrong": " ran"}])
+    >>> prompts(pair).texts                                     # a PromptPairs gives its clean texts
+    ('The cat',)
+    """
     if isinstance(texts, Prompts):
         return texts
     if isinstance(texts, PromptPairs):

@@ -55,7 +55,20 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """One saved step of one run."""
+    """One saved step of one run; ``load()`` gives it as a `Model`.
+
+    >>> import tempfile
+    >>> from mechscope.dynamics import InductionTask, build_model, task_tokenizer
+    >>> task = InductionTask(vocab_size=16, seq_len=12, min_span=3, max_span=5)
+    >>> hf = build_model(task, n_layers=1, d_model=16, n_heads=2)
+    >>> run = save_run(tempfile.mkdtemp(), hf, task_tokenizer(task.vocab_size), {"seed": 0})
+    >>> ckpt = Checkpoint(5, save_checkpoint(run, hf, step=5), run)
+    >>> ckpt == list_checkpoints(run)[0], ckpt.path.name
+    (True, 'step_000005.safetensors')
+    >>> model = ckpt.load()
+    >>> model.info["step"], model.info["seed"], model.n_layers
+    (5, 0, 1)
+    """
 
     step: int
     path: Path
@@ -71,7 +84,18 @@ def checkpoint_path(run_dir: str | Path, step: int) -> Path:
 
 def save_run(run_dir: str | Path, hf_model: torch.nn.Module, tokenizer: Any,
              meta: dict[str, Any]) -> Path:
-    """Write the config, tokenizer and ``run.json`` of a run (once, before any checkpoint)."""
+    """Write the config, tokenizer and ``run.json`` of a run (once, before any checkpoint).
+
+    >>> import tempfile
+    >>> from mechscope.dynamics import InductionTask, build_model, task_tokenizer
+    >>> task = InductionTask(vocab_size=16, seq_len=12, min_span=3, max_span=5)
+    >>> hf = build_model(task, n_layers=1, d_model=16, n_heads=2)
+    >>> run = save_run(tempfile.mkdtemp(), hf, task_tokenizer(task.vocab_size), {"seed": 3})
+    >>> {"checkpoints", "config.json", "run.json", "tokenizer.json"} <= {p.name for p in run.iterdir()}
+    True
+    >>> read_meta(run)
+    {'seed': 3}
+    """
     run_dir = Path(run_dir)
     (run_dir / CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
     config: Any = hf_model.config
@@ -95,7 +119,22 @@ def read_meta(run_dir: str | Path) -> dict[str, Any]:
 
 def save_checkpoint(run_dir: str | Path, hf_model: torch.nn.Module, step: int,
                     dtype: str = "float32") -> Path:
-    """Save the weights of ``hf_model`` at ``step`` as safetensors (``dtype`` float32/float16)."""
+    """Save the weights of ``hf_model`` at ``step`` as safetensors (``dtype`` float32/float16).
+
+    Returns the file's path, ``run_dir/checkpoints/step_NNNNNN.safetensors``.
+
+    >>> import tempfile, torch
+    >>> from safetensors.torch import load_file
+    >>> from mechscope.dynamics import InductionTask, build_model
+    >>> hf = build_model(InductionTask(vocab_size=16, seq_len=12, min_span=3, max_span=5),
+    ...                  n_layers=1, d_model=16, n_heads=2)
+    >>> path = save_checkpoint(tempfile.mkdtemp(), hf, step=3, dtype="float16")
+    >>> weights = load_file(str(path))
+    >>> path.name, weights["lm_head.weight"].dtype
+    ('step_000003.safetensors', torch.float16)
+    >>> bool(torch.equal(weights["lm_head.weight"], hf.lm_head.weight.detach().half()))
+    True
+    """
     from safetensors.torch import save_file
 
     if dtype not in DTYPES:
@@ -108,7 +147,22 @@ def save_checkpoint(run_dir: str | Path, hf_model: torch.nn.Module, step: int,
 
 
 def list_checkpoints(run_dir: str | Path) -> list[Checkpoint]:
-    """The checkpoints saved in ``run_dir``, by increasing step."""
+    """The checkpoints saved in ``run_dir``, by increasing step.
+
+    >>> import tempfile
+    >>> from mechscope.dynamics import InductionTask, build_model
+    >>> hf = build_model(InductionTask(vocab_size=16, seq_len=12, min_span=3, max_span=5),
+    ...                  n_layers=1, d_model=16, n_heads=2)
+    >>> run = tempfile.mkdtemp()
+    >>> for step in (30, 2, 7):
+    ...     _ = save_checkpoint(run, hf, step)
+    >>> [c.step for c in list_checkpoints(run)]
+    [2, 7, 30]
+    >>> list_checkpoints(tempfile.mkdtemp())
+    Traceback (most recent call last):
+        ...
+    mechscope.errors.InputError: ... is not a training run directory (no checkpoints/ folder); ...
+    """
     run_dir = Path(run_dir)
     folder = run_dir / CHECKPOINT_DIR
     if not folder.is_dir():
@@ -191,6 +245,16 @@ def load_checkpoint(source: Any, dtype: torch.dtype = torch.float32) -> Model:
     ``source`` is a run checkpoint file (``.../checkpoints/step_N.safetensors``), a
     `Checkpoint`, a Hugging Face ``save_pretrained`` directory, a ``(hub_id, revision)`` pair
     (e.g. ``("EleutherAI/pythia-70m", "step1000")``; needs a network) or a `Model`.
+    A run checkpoint reloads bit for bit (see the module example).
+
+    >>> import mechscope
+    >>> model = mechscope.tiny_model("llama")
+    >>> load_checkpoint(model) is model
+    True
+    >>> load_checkpoint("no/such/run/checkpoints/step_000001.safetensors")
+    Traceback (most recent call last):
+        ...
+    mechscope.errors.ModelLoadError: no checkpoint at 'no/such/run/checkpoints/step_000001.safetensors': ...
     """
     if isinstance(source, Model):
         return source

@@ -60,7 +60,16 @@ def _curve(curve: Any, steps: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def crossing(curve: Any, steps: Any, fraction: float) -> float:
-    """The first step at which ``curve`` reaches ``fraction`` (0..1) of its net change."""
+    """The first step at which ``curve`` reaches ``fraction`` (0..1) of its net change.
+
+    ``curve`` and ``steps``: (checkpoints,). Interpolated linearly in ``log(step + 1)``: half
+    of a jump between steps 0 and 9 is crossed at ``sqrt(10) - 1``.
+
+    >>> crossing([0.0, 1.0, 1.0], [0, 9, 99], 0.5), 10 ** 0.5 - 1
+    (2.16227766..., 2.16227766...)
+    >>> crossing([2.0, 2.0], [0, 10], 0.5)                      # no net change
+    nan
+    """
     if not 0.0 < fraction <= 1.0:
         raise InputError(f"fraction must be in (0, 1], got {fraction!r}.")
     y, s = _curve(curve, steps)
@@ -76,7 +85,18 @@ def crossing(curve: Any, steps: Any, fraction: float) -> float:
 
 
 def emergence_step(curve: Any, steps: Any, method: str = "halfway") -> float:
-    """The step at which ``curve`` (one value per checkpoint step) changes; see the module doc."""
+    """The step at which ``curve`` (one value per checkpoint step) changes; see the module doc.
+
+    With ``method="max_slope"``: the geometric midpoint of the steepest interval, here 3..7:
+
+    >>> curve, steps = [0.0, 0.0, 0.1, 0.9, 1.0], [0, 1, 3, 7, 15]
+    >>> round(emergence_step(curve, steps, "max_slope"), 3), round((4 * 8) ** 0.5 - 1, 3)
+    (4.657, 4.657)
+    >>> emergence_step(curve, steps, "steepest")
+    Traceback (most recent call last):
+        ...
+    mechscope.errors.InputError: method must be one of ('halfway', 'max_slope'), got 'steepest'.
+    """
     if method not in METHODS:
         raise InputError(f"method must be one of {METHODS}, got {method!r}.")
     if method == "halfway":
@@ -92,7 +112,15 @@ def emergence_step(curve: Any, steps: Any, method: str = "halfway") -> float:
 
 def transition_window(curve: Any, steps: Any, window: tuple[float, float] = WINDOW
                       ) -> tuple[float, float]:
-    """(start, end) steps: the crossings of ``window[0]`` and ``window[1]`` of the net change."""
+    """(start, end) steps: the crossings of ``window[0]`` and ``window[1]`` of the net change.
+
+    One jump from step 0 to step 99 (``log(step + 1)`` from 0 to ``log(100)``):
+
+    >>> [round(s, 2) for s in transition_window([0.0, 1.0], [0, 99])]
+    [1.51, 38.81]
+    >>> round(100 ** 0.2 - 1, 2), round(100 ** 0.8 - 1, 2)
+    (1.51, 38.81)
+    """
     lo, hi = window
     if not 0.0 < lo < hi <= 1.0:
         raise InputError(f"window must be two fractions 0 < lo < hi <= 1, got {window!r}.")
@@ -117,7 +145,14 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 def correlation(x: Any, y: Any) -> dict[str, float]:
     """Pearson and Spearman correlation of two equal-size arrays (pairs with a NaN dropped);
-    ``n`` is the number of pairs used. NaN with fewer than 3 pairs."""
+    ``n`` is the number of pairs used. NaN with fewer than 3 pairs.
+
+    >>> c = correlation([1, 2, 3, np.nan], [2, 4, 7, 0])          # the NaN pair is dropped
+    >>> c["n"], c["spearman"], bool(np.isclose(c["pearson"], np.corrcoef([1, 2, 3], [2, 4, 7])[0, 1]))
+    (3.0, 1.0, True)
+    >>> correlation([1, 2], [2, 1])["pearson"]
+    nan
+    """
     a = np.asarray(x, dtype=np.float64).ravel()
     b = np.asarray(y, dtype=np.float64).ravel()
     if a.shape != b.shape:
@@ -140,6 +175,19 @@ class EmergenceResult:
     (last minus first checkpoint), to tell a real transition from noise.
     ``pearson``/``spearman``: over all (run, checkpoint) pairs; ``per_run_*``: the same per run;
     ``steps_pearson``/``steps_spearman``: of the two emergence steps across runs.
+
+    A score that jumps while the loss drops, both halfway at step ``10 ** 1.5 - 1``:
+
+    >>> from mechscope.dynamics import DynamicsResult
+    >>> score = np.array([0.0, 0.1, 0.9, 1.0]).reshape(1, 4, 1, 1)   # (runs, checkpoints, layers, heads)
+    >>> loss = np.array([3.0, 2.9, 1.0, 0.9]).reshape(1, 4, 1)       # (runs, checkpoints, metrics)
+    >>> result = DynamicsResult(["seed0"], [0], np.array([0, 9, 99, 999]), score, 0 * score,
+    ...                         loss, ["repeated_loss"])
+    >>> e = result.emergence()
+    >>> e.structure_steps.round(2).tolist(), e.ratio.tolist(), e.coincide.tolist()
+    ([30.62], [1.0], [True])
+    >>> e.structure_windows.shape, round(e.pearson, 3), e.steps_pearson      # one run: no spread
+    ((1, 2), -0.998, nan)
     """
 
     runs: list[str]
@@ -225,6 +273,16 @@ def emergence(result: DynamicsResult, structure: str = "induction",
 
     ``structure`` and ``behaviour`` are any names `DynamicsResult.curve` accepts (per-head and
     per-neuron metrics are summarised by their best unit at each checkpoint).
+
+    >>> from mechscope.dynamics import DynamicsResult
+    >>> steps = np.array([0, 9, 99, 999])
+    >>> score = np.zeros((2, 4, 1, 2)); score[:, 2:, 0, 1] = 1.0   # head 1 appears at step 99
+    >>> score[1, 1, 0, 1] = 1.0                                      # seed 1: already at step 9
+    >>> result = DynamicsResult(["seed0", "seed1"], [0, 1], steps, score, 0 * score,
+    ...                         1.0 - score.max(axis=(2, 3))[..., None], ["repeated_loss"])
+    >>> e = emergence(result, "induction", "repeated_loss")
+    >>> e.structure_steps.round(2).tolist(), bool((e.structure_steps == e.behaviour_steps).all())
+    ([30.62, 2.16], True)
     """
     if method not in METHODS:
         raise InputError(f"method must be one of {METHODS}, got {method!r}.")

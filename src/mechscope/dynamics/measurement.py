@@ -53,6 +53,22 @@ class DynamicsResult:
       class-selectivity index, or None when not measured;
     - ``runs`` (labels), ``seeds`` (None when unknown), ``steps`` (checkpoints,),
       ``checkpoints`` (runs x checkpoints names), ``probe`` (how the probe was made).
+
+    Built by `measure`, or by hand (shapes are checked):
+
+    >>> import numpy as np
+    >>> ind = np.zeros((2, 3, 1, 2)); ind[:, 1:, 0, 1] = [0.5, 0.9]   # (runs, checkpoints, layers, heads)
+    >>> loss = np.stack([np.full((3, 1), 2.0), np.full((3, 1), 1.0)])  # (runs, checkpoints, metrics)
+    >>> result = DynamicsResult(["a", "b"], [0, 1], np.array([0, 10, 100]), ind, 0 * ind, loss,
+    ...                         ["repeated_loss"])
+    >>> result.curve("induction").tolist()                      # best head at each checkpoint
+    [[0.0, 0.5, 0.9], [0.0, 0.5, 0.9]]
+    >>> result.curve("prev_token", unit=(0, 1)).shape, result.to_pandas().shape
+    ((2, 3), (6, 6))
+    >>> DynamicsResult(["a"], [0], np.array([0, 10, 100]), ind, 0 * ind, loss, ["repeated_loss"])
+    Traceback (most recent call last):
+        ...
+    mechscope.errors.InputError: inconsistent DynamicsResult: induction has shape (2, 3, 1, 2), expected (1, 3, layers, heads); ...
     """
 
     runs: list[str]
@@ -325,6 +341,18 @@ def measure(source: Any, *, metrics: UserMetrics = None, steps: Sequence[int] | 
     ``neuron_examples`` (``{class: [texts]}``, e.g. `InductionTask.labelled_texts`) adds the
     class-selectivity index of every MLP neuron at ``neuron_layers`` (default: all layers).
     Everything is checked on the first checkpoint before the others are loaded.
+
+    Any models can be checkpoints; without a step in their names, ``steps=`` gives them:
+
+    >>> import mechscope
+    >>> from mechscope.dynamics import checkpoint_metrics, repeat_probe
+    >>> models = [mechscope.tiny_model("llama", seed=s) for s in (0, 1)]    # two "checkpoints"
+    >>> result = measure(models, steps=[0, 100], n_seqs=2, span_len=3, progress=False)
+    >>> result.induction.shape, result.runs, result.steps.tolist()   # (runs, checkpoints, layers, heads)
+    ((1, 2, 2, 4), ['run0'], [0, 100])
+    >>> alone = checkpoint_metrics(models[1], repeat_probe(models[0], n_seqs=2, span_len=3))
+    >>> bool(np.allclose(result.prev_token[0, 1], alone.prev_token))
+    True
     """
     runs = _resolve(source)
     _check_items(runs)

@@ -66,7 +66,13 @@ BEHAVIOUR = ("first_loss", "repeated_loss", "icl_score")
 # ---- scoring hand-made or measured patterns --------------------------------------------------
 def induction_targets(tokens: np.ndarray) -> np.ndarray:
     """For each (sequence, position i): ``j + 1`` where ``j`` is the most recent earlier position
-    holding the same token, or -1 when there is none or when ``j + 1 == i``."""
+    holding the same token, or -1 when there is none or when ``j + 1 == i``.
+
+    ``tokens``: (batch, positions); returns the same shape.
+
+    >>> induction_targets(np.array([[9, 1, 2, 3, 1, 2, 3], [5, 5, 5, 6, 5, 0, 0]])).tolist()
+    [[-1, -1, -1, -1, 2, 3, 4], [-1, -1, -1, -1, 3, -1, -1]]
+    """
     tokens = np.asarray(tokens)
     if tokens.ndim != 2:
         raise InputError(f"tokens must be (batch, positions), got shape {tokens.shape}.")
@@ -94,6 +100,13 @@ def induction_score(patterns: np.ndarray, tokens: np.ndarray) -> np.ndarray:
 
     ``patterns``: (..., batch, heads, queries, keys); ``tokens``: (batch, positions).
     Returns (..., heads). NaN if no position has a previous occurrence.
+
+    >>> tokens = np.array([[9, 1, 2, 3, 1, 2, 3]])                  # BOS, span, repeat
+    >>> targets = induction_targets(tokens)[0]                      # [-1 -1 -1 -1  2  3  4]
+    >>> patterns = np.zeros((1, 2, 7, 7)); patterns[..., 0] = 1     # both heads attend to BOS
+    >>> patterns[0, 1, 4:] = 0; patterns[0, 1, [4, 5, 6], targets[4:]] = 1  # head 1 induces
+    >>> induction_score(patterns, tokens).tolist()
+    [0.0, 1.0]
     """
     patterns = _check_patterns(patterns)
     targets = induction_targets(tokens)
@@ -112,6 +125,14 @@ def prev_token_score(patterns: np.ndarray) -> np.ndarray:
     """Mean attention from each position ``i >= 1`` to ``i - 1``.
 
     ``patterns``: (..., batch, heads, queries, keys). Returns (..., heads).
+
+    Uniform causal attention scores the mean of ``1 / (i + 1)``:
+
+    >>> n = 5
+    >>> uniform = np.tril(np.ones((n, n))); uniform /= uniform.sum(-1, keepdims=True)  # (q, k)
+    >>> score = prev_token_score(uniform[None, None])           # batch 1, heads 1 -> (heads,)
+    >>> bool(np.isclose(score[0], np.mean([1 / (i + 1) for i in range(1, n)])))
+    True
     """
     patterns = _check_patterns(patterns)
     if patterns.shape[-1] < 2:
@@ -139,7 +160,15 @@ def behaviour_masks(tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def behaviour_from_losses(losses: np.ndarray, tokens: np.ndarray) -> dict[str, float]:
-    """``first_loss``, ``repeated_loss`` and ``icl_score`` from losses (batch, positions - 1)."""
+    """``first_loss``, ``repeated_loss`` and ``icl_score`` from losses (batch, positions - 1).
+
+    ``losses[:, t]`` is the loss of predicting ``tokens[:, t + 1]``; see the module doc.
+
+    >>> tokens = np.array([[9, 1, 2, 3, 1, 2, 3]])           # BOS, span (1 2 3), repeat
+    >>> losses = np.array([[3.0, 3.0, 3.0, 2.0, 1.0, 1.0]])  # predicting tokens 1..6
+    >>> behaviour_from_losses(losses, tokens)
+    {'first_loss': 3.0, 'repeated_loss': 1.0, 'icl_score': -2.0}
+    """
     losses = np.asarray(losses, dtype=np.float64)
     tokens = np.asarray(tokens)
     if losses.shape != (tokens.shape[0], tokens.shape[1] - 1):
@@ -158,7 +187,13 @@ def behaviour_from_losses(losses: np.ndarray, tokens: np.ndarray) -> dict[str, f
 # ---- the probe -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RepeatProbe:
-    """Token ids (n_seqs, positions) of repeated random spans, with the settings that made them."""
+    """Token ids (n_seqs, positions) of repeated random spans, with the settings that made them.
+
+    >>> import mechscope
+    >>> probe = repeat_probe(mechscope.tiny_model("llama"), n_seqs=2, span_len=3)
+    >>> probe.tokens.shape, probe.n_positions, probe.has_bos    # no BOS token in this tokenizer
+    ((2, 6), 6, False)
+    """
 
     tokens: np.ndarray
     span_len: int
@@ -175,7 +210,19 @@ def repeat_probe(model: Model, *, n_seqs: int = 32, span_len: int = 20, n_repeat
                  seed: int = 0) -> RepeatProbe:
     """Repeated random spans drawn from ``model``'s ordinary (non-special) tokens.
 
-    Each span has distinct tokens; the tokenizer's BOS token (if any) is prepended.
+    Each span has distinct tokens; the tokenizer's BOS token (if any) is prepended. ``tokens``
+    has shape ``(n_seqs, [1 +] span_len * n_repeats)``.
+
+    >>> import mechscope
+    >>> from mechscope.dynamics import InductionTask, build_model, task_tokenizer
+    >>> task = InductionTask(vocab_size=16, seq_len=12, min_span=3, max_span=5)
+    >>> model = mechscope.load(build_model(task, n_layers=1, d_model=16, n_heads=2),
+    ...                        tokenizer=task_tokenizer(task.vocab_size))
+    >>> tokens = repeat_probe(model, n_seqs=3, span_len=4, n_repeats=3).tokens
+    >>> tokens.shape, bool((tokens[:, 0] == task.bos_id).all())          # BOS + 3 x 4 tokens
+    ((3, 13), True)
+    >>> bool((tokens[:, 1:5] == tokens[:, 5:9]).all() and (tokens[:, 1:5] == tokens[:, 9:]).all())
+    True
     """
     for name, value, low in (("n_seqs", n_seqs, 1), ("span_len", span_len, 2),
                              ("n_repeats", n_repeats, 2)):
@@ -208,6 +255,18 @@ def attention_and_losses(model: Model, tokens: np.ndarray) -> tuple[np.ndarray, 
 
     Attention weights exist only in eager attention (sdpa and flash kernels never form them):
     the model is switched to eager for this trace and back to what it was afterwards.
+
+    >>> import mechscope, torch
+    >>> model = mechscope.tiny_model("llama")
+    >>> tokens = repeat_probe(model, n_seqs=2, span_len=3).tokens             # (2, 6)
+    >>> patterns, losses = attention_and_losses(model, tokens)
+    >>> patterns.shape, losses.shape
+    ((2, 2, 4, 6, 6), (2, 5))
+    >>> bool(np.allclose(patterns.sum(-1), 1, atol=1e-5))                      # softmax rows
+    True
+    >>> ids = torch.as_tensor(tokens)
+    >>> bool(np.isclose(losses.mean(), model.hf(ids, labels=ids).loss.item(), atol=1e-5))
+    True
     """
     ids = torch.as_tensor(np.asarray(tokens), dtype=torch.long)
     refs = [model.at("pattern", layer) for layer in range(model.n_layers)]
@@ -233,6 +292,16 @@ def neuron_selectivity(model: Model, examples: Mapping[str, Sequence[str]],
     """Class-selectivity index (layers, d_mlp) of every MLP neuron at ``layers``.
 
     One `mechscope.selectivity` per layer (index in [0, 1]; see that module for its definition).
+
+    >>> import mechscope
+    >>> from mechscope.datasets import labelled_texts
+    >>> model = mechscope.tiny_model("gpt2")
+    >>> examples = labelled_texts(["animals", "code"], n_per_class=2)
+    >>> index = neuron_selectivity(model, examples, [0, 1])
+    >>> index.shape == (2, model.d_mlp)
+    True
+    >>> bool(np.array_equal(index[1], mechscope.selectivity(model, examples, 1).index))
+    True
     """
     return np.stack([selectivity(model, examples, layer).index for layer in layers]).astype(np.float32)
 
@@ -267,7 +336,21 @@ def user_metrics(metrics: UserMetrics) -> list[tuple[str, Callable[[Model], floa
 
 @dataclass(frozen=True)
 class CheckpointMetrics:
-    """Everything measured on one checkpoint."""
+    """Everything measured on one checkpoint.
+
+    ``induction``/``prev_token``: (layers, heads); ``behaviour``: ``{name: value}``;
+    ``selectivity``: (selectivity layers, d_mlp) or None.
+
+    >>> import mechscope
+    >>> model = mechscope.tiny_model("llama")
+    >>> probe = repeat_probe(model, n_seqs=2, span_len=3)
+    >>> m = checkpoint_metrics(model, probe)
+    >>> m.induction.shape == m.prev_token.shape == (model.n_layers, model.n_heads)
+    True
+    >>> patterns, _ = attention_and_losses(model, probe.tokens)
+    >>> bool(np.allclose(m.prev_token, prev_token_score(patterns), atol=1e-6)), m.selectivity
+    (True, None)
+    """
 
     induction: np.ndarray  # (layers, heads)
     prev_token: np.ndarray  # (layers, heads)
@@ -279,7 +362,20 @@ def checkpoint_metrics(model: Model, probe: RepeatProbe, metrics: UserMetrics = 
                        batch_size: int = 32,
                        neuron_examples: Mapping[str, Sequence[str]] | None = None,
                        neuron_layers: Sequence[int] = ()) -> CheckpointMetrics:
-    """All metrics of one model on ``probe`` (``batch_size`` probe sequences per trace)."""
+    """All metrics of one model on ``probe`` (``batch_size`` probe sequences per trace).
+
+    ``metrics`` adds user metrics (``{name: fn(model) -> float}``) to ``behaviour``:
+
+    >>> import mechscope
+    >>> model = mechscope.tiny_model("llama")
+    >>> probe = repeat_probe(model, n_seqs=4, span_len=3)
+    >>> m = checkpoint_metrics(model, probe, {"layers": lambda mdl: mdl.n_layers}, batch_size=2)
+    >>> sorted(m.behaviour), m.behaviour["layers"]
+    (['first_loss', 'icl_score', 'layers', 'repeated_loss'], 2.0)
+    >>> whole = checkpoint_metrics(model, probe)                 # one trace of 4 sequences
+    >>> bool(np.allclose(m.induction, whole.induction, atol=1e-5))
+    True
+    """
     pairs = user_metrics(metrics)
     tokens = probe.tokens
     ind_sum: Any = 0.0

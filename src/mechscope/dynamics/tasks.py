@@ -45,6 +45,19 @@ class InductionTask:
     - ``seq_len``: tokens after ``<bos>``;
     - ``min_span``/``max_span``: the span length is uniform in this range, per sequence; span
       tokens are distinct, so every repeated token has one unambiguous previous occurrence.
+
+    >>> import torch
+    >>> task = InductionTask(vocab_size=16, seq_len=12, min_span=3, max_span=5)
+    >>> batch = task.sample(2, torch.Generator().manual_seed(0))      # (n, seq_len + 1)
+    >>> batch.shape, task.bos_id, task.n_tokens
+    (torch.Size([2, 13]), 16, 17)
+    >>> body = batch[0, 1:]                                           # one span, repeated
+    >>> any(torch.equal(body[n:], body[:-n]) for n in range(task.min_span, task.max_span + 1))
+    True
+    >>> InductionTask(vocab_size=4, seq_len=12, min_span=3, max_span=5)
+    Traceback (most recent call last):
+        ...
+    mechscope.errors.InputError: max_span 5 exceeds vocab_size 4: span tokens are distinct, ...
     """
 
     vocab_size: int = 64
@@ -121,6 +134,10 @@ def task_tokenizer(vocab_size: int) -> Any:
     """A word-level fast tokenizer over ``t0 .. t{vocab_size-1}`` and ``<bos>`` (prepended).
 
     Text is whitespace-separated token names; decoding one id gives its name (``"t7"``).
+
+    >>> tok = task_tokenizer(16)
+    >>> tok("t7 t2")["input_ids"], tok.decode([7]), tok.bos_token_id
+    ([16, 7, 2], 't7', 16)
     """
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast

@@ -90,6 +90,18 @@ def build_model(task: InductionTask, *, seed: int = 0, n_layers: int = 2, d_mode
 
     ``d_mlp=0`` (Llama only) makes the model attention-only: each MLP has zero neurons, so it
     adds exactly 0 to the residual stream.
+
+    >>> import torch
+    >>> task = InductionTask(vocab_size=16, seq_len=12, min_span=3, max_span=5)
+    >>> hf = build_model(task, n_layers=1, d_model=16, n_heads=2)
+    >>> hf(task.sample(2, torch.Generator().manual_seed(0))).logits.shape   # (batch, seq_len + 1, vocab)
+    torch.Size([2, 13, 17])
+    >>> hf.model.layers[0].mlp.up_proj.weight.shape                    # d_mlp=0: no neurons
+    torch.Size([0, 16])
+    >>> build_model(task, d_model=16, n_heads=3)
+    Traceback (most recent call last):
+        ...
+    mechscope.errors.InputError: d_model 16 is not divisible by n_heads 3.
     """
     import transformers as tf
 
@@ -134,8 +146,18 @@ def build_model(task: InductionTask, *, seed: int = 0, n_layers: int = 2, d_mode
 class TrainingRuns:
     """Where a `train` call saved its runs, and what it measured while training.
 
-    ``train_loss[seed_index, step - 1]`` is the mean training loss of that step's batch;
-    ``seconds[i]`` is the wall time of seed ``i``'s training (checkpoint writes included).
+    ``train_loss[seed_index, step - 1]`` is the mean training loss of that step's batch, shape
+    ``(n_seeds, steps)``; ``seconds[i]`` is the wall time of seed ``i``'s training (checkpoint
+    writes included).
+
+    >>> import tempfile
+    >>> runs = train(InductionTask(vocab_size=16, seq_len=12, min_span=3, max_span=5), seeds=(0, 1),
+    ...              n_layers=1, d_model=16, n_heads=2, steps=3, checkpoints=[0, 3],
+    ...              out_dir=tempfile.mkdtemp(), progress=False)
+    >>> runs.seeds, runs.steps, runs.train_loss.shape
+    ([0, 1], [0, 3], (2, 3))
+    >>> [c.step for c in runs.checkpoints(1)], [d.name for d in runs.run_dirs]
+    ([0, 3], ['seed0', 'seed1'])
     """
 
     out_dir: Path
@@ -183,6 +205,21 @@ def train(task: InductionTask | None = None, *, seeds: Sequence[int] = (0, 1, 2)
     ``run.json`` are written once per run, into ``out_dir/seed{seed}/`` (a new temporary
     folder if no ``out_dir``). A run folder that already holds checkpoints is an error unless
     ``overwrite=True``. ``num_threads`` sets torch's thread count during training only.
+
+    A seed reproduces its run exactly; a folder holding a run is not overwritten by default:
+
+    >>> import tempfile
+    >>> task = InductionTask(vocab_size=16, seq_len=12, min_span=3, max_span=5)
+    >>> def run(out_dir, **kw):
+    ...     return train(task, seeds=(0,), n_layers=1, d_model=16, n_heads=2, steps=3,
+    ...                  n_checkpoints=2, out_dir=out_dir, progress=False, **kw)
+    >>> a, b = run(tempfile.mkdtemp()), run(tempfile.mkdtemp())
+    >>> bool((a.train_loss == b.train_loss).all()), a.steps
+    (True, [0, 3])
+    >>> run(a.out_dir)
+    Traceback (most recent call last):
+        ...
+    mechscope.errors.InputError: .../seed0 already holds checkpoints; pass overwrite=True to replace them, or choose another out_dir.
     """
     task = task if task is not None else InductionTask()
     if not isinstance(task, InductionTask):

@@ -81,6 +81,13 @@ class Target:
     """What to ablate: ``kind`` is "neurons", "heads" or "layer"; built by `neurons`, `heads`, `layer`.
 
     ``indices`` are as given (negative allowed); `resolve` checks them against a model.
+
+    >>> import mechscope
+    >>> t = mechscope.neurons(1, [0, 5])
+    >>> t, str(t)
+    (Target(kind='neurons', layer=1, indices=(0, 5), site=''), 'neurons L1 [0, 5]')
+    >>> t == Target("neurons", 1, (0, 5)), str(mechscope.layer(0, "attn"))
+    (True, 'attn L0')
     """
 
     kind: str
@@ -125,17 +132,53 @@ class _Resolved:
 
 
 def neurons(layer: int, indices: Sequence[int] | int) -> Target:
-    """MLP neurons ``indices`` at ``layer`` (post-nonlinearity; negative indices count from the end)."""
+    """MLP neurons ``indices`` at ``layer`` (post-nonlinearity; negative indices count from the end).
+
+    >>> import mechscope
+    >>> model = mechscope.tiny_model("llama")              # 2 layers of 128 neurons
+    >>> mechscope.ablate(model, "The cat", mechscope.neurons(-1, [-1])).target
+    'neurons L1 [127]'
+    >>> mechscope.ablate(model, "The cat", mechscope.neurons(0, [128]))
+    Traceback (most recent call last):
+        ...
+    mechscope.errors.InputError: neuron 128 is out of range: there are 128 neurons (0..127; ...
+    """
     return Target("neurons", as_int(layer, "layer"), _as_indices(indices, "neuron indices"))
 
 
 def heads(layer: int, indices: Sequence[int] | int) -> Target:
-    """Attention heads ``indices`` at ``layer`` (negative indices count from the end)."""
+    """Attention heads ``indices`` at ``layer`` (negative indices count from the end).
+
+    Each head is its ``d_head``-wide slice of the input of the attention output projection.
+
+    >>> import mechscope
+    >>> model = mechscope.tiny_model("llama")              # 4 heads per layer
+    >>> mechscope.ablate(model, "The cat", mechscope.heads(0, [1, -1])).target
+    'heads L0 [1, 3]'
+    >>> mechscope.ablate(model, "The cat", mechscope.heads(0, 4))
+    Traceback (most recent call last):
+        ...
+    mechscope.errors.InputError: head 4 is out of range: there are 4 heads (0..3; ...
+    """
     return Target("heads", as_int(layer, "layer"), _as_indices(indices, "head indices"))
 
 
 def layer(layer: int, site: str = "mlp") -> Target:
-    """The whole output of the MLP (``site="mlp"``) or attention (``site="attn"``) at ``layer``."""
+    """The whole output of the MLP (``site="mlp"``) or attention (``site="attn"``) at ``layer``.
+
+    Zero-ablating it equals a plain forward hook that returns zeros from that module:
+
+    >>> import mechscope, numpy as np, torch
+    >>> model = mechscope.tiny_model("llama")
+    >>> r = mechscope.ablate(model, "The cat sat", mechscope.layer(1, "mlp"))
+    >>> hook = model.hf.model.layers[1].mlp.register_forward_hook(lambda m, i, o: torch.zeros_like(o))
+    >>> try:
+    ...     expected = model.hf(model.to_tokens("The cat sat")).logits[0, -1].detach().numpy()
+    ... finally:
+    ...     hook.remove()
+    >>> r.target, bool(np.allclose(r.ablated_logits, expected, atol=1e-5))
+    ('mlp L1', True)
+    """
     site = get_site(site, allowed=_LAYER_SITES, verb="layer").name
     return Target("layer", as_int(layer, "layer"), (), site)
 
@@ -143,10 +186,10 @@ def layer(layer: int, site: str = "mlp") -> Target:
 # ---- the edit inside a trace -----------------------------------------------------------------
 def _mean_activation(model: Model, spec: _Resolved, reference: list[str]) -> torch.Tensor:
     """Mean of the target's columns over every non-padding position of ``reference``: (n_cols,)."""
-    enc = model.tokenizer(reference, return_tensors="pt", padding=True)
+    enc = model.encode(reference)
     ref = model.at(spec.site, spec.layer)
     cols = spec.cols
-    with model.trace(dict(enc)):
+    with model.trace(enc):
         act = ref.read()
         acts = save(act if cols is None else act[:, :, cols])
     mask = enc["attention_mask"].bool()
@@ -213,9 +256,21 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 class AblationResult:
     """Final-position logits (and a metric) of one prompt with and without an ablation.
 
-    ``top_clean``/``top_ablated`` are the ``top_k`` most likely next tokens (ids in
-    ``top_clean_ids``/``top_ablated_ids``) before and after; ``clean_metric``/``ablated_metric``
-    are None when no metric was given.
+    ``clean_logits``/``ablated_logits``: ``(vocab,)``. ``top_clean``/``top_ablated`` are the
+    ``top_k`` most likely next tokens (ids in ``top_clean_ids``/``top_ablated_ids``, ``(top_k,)``)
+    before and after; ``clean_metric``/``ablated_metric`` are None when no metric was given.
+
+    >>> import mechscope, numpy as np
+    >>> from mechscope.metrics import logit_diff
+    >>> model = mechscope.tiny_model("llama")
+    >>> r = mechscope.ablate(model, "The cat sat on the", mechscope.heads(0, [1, 2]),
+    ...                      metric=logit_diff(" the", " of"), top_k=3)
+    >>> r.metric_change == r.ablated_metric - r.clean_metric, len(r.top_clean)
+    (True, 3)
+    >>> int(np.argmax(r.ablated_logits)) == int(r.top_ablated_ids[0])
+    True
+    >>> list(r.to_pandas().columns)[:4]
+    ['token', 'token_id', 'clean_logit', 'ablated_logit']
     """
 
     prompt: str
@@ -312,6 +367,18 @@ class Ablated:
     Returned by ``ablate(model, target=..., ...)`` without a prompt; use it as a context
     manager. The model itself is never modified, so leaving the block (normally or by an
     exception) leaves it exactly as before; calls after the block raise `InputError`.
+
+    >>> import mechscope, numpy as np
+    >>> model = mechscope.tiny_model("llama")
+    >>> with mechscope.ablate(model, target=mechscope.neurons(0, [3, 7])) as ablated:
+    ...     logits = ablated.logits("The cat")                      # (vocab,)
+    ...     full = ablated.result("The cat")
+    >>> logits.shape == (model.vocab_size,), bool(np.allclose(logits, full.ablated_logits, atol=1e-5))
+    (True, True)
+    >>> ablated.logits("The cat")
+    Traceback (most recent call last):
+        ...
+    mechscope.errors.InputError: this ablation's `with` block has ended; open a new one with mechscope.ablate(...).
     """
 
     model: Model
@@ -386,6 +453,18 @@ def ablate(model: Model, prompt: str | None = None, target: Target | None = None
     ``.metric_value(p, metric)`` and ``.result(p)`` calls all run ablated.
     ``reference`` (a list of prompts) is required for ``method="mean"`` and ``"resample"``.
     ``top_k`` (1..100) is how many top tokens are recorded before and after.
+
+    >>> import mechscope
+    >>> from mechscope.metrics import prob
+    >>> model = mechscope.tiny_model("llama")
+    >>> r = mechscope.ablate(model, "The cat sat", mechscope.neurons(0, [1]), method="resample",
+    ...                      reference=["A dog ran home today"], metric=prob(" the"))
+    >>> r.method, r.resampled_from, r.ablated_logits.shape == (model.vocab_size,)
+    ('resample', 0, True)
+    >>> mechscope.ablate(model, "The cat", mechscope.neurons(0, [1]), method="mean")
+    Traceback (most recent call last):
+        ...
+    mechscope.errors.InputError: method='mean' needs reference=[prompts...] to take activations from.
     """
     check_model(model, "ablate")
     if not isinstance(target, Target):

@@ -62,6 +62,15 @@ class SteeringVector:
     ``norm`` is its L2 norm; ``resid_norm`` the median L2 norm of the residual itself at that
     layer over the prompts' tokens (for scale: a coefficient c moves the residual by
     ``c * norm``). The prompts, ``skip_first`` and the model name record where it came from.
+    ``vector`` has shape ``(d_model,)`` (float32).
+
+    >>> import mechscope, numpy as np
+    >>> model = mechscope.tiny_model("llama")
+    >>> vec = mechscope.steering_vector(model, ["good great fine"], ["bad awful sad"], layer=1)
+    >>> vec.vector.shape == (model.d_model,), bool(np.isclose(vec.norm, np.linalg.norm(vec.vector)))
+    (True, True)
+    >>> vec
+    SteeringVector(layer=1, d_model=64, norm=..., 1 positive vs 1 negative prompts, model='tiny-llama-seed0')
     """
 
     vector: np.ndarray
@@ -87,9 +96,9 @@ class SteeringVector:
 def _mean_resid(model: Model, prompts: list[str], layer: int,
                 skip_first: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean residual over the chosen non-pad positions, their residual norms) for one list."""
-    enc = model.tokenizer(prompts, return_tensors="pt", padding=True)
+    enc = model.encode(prompts)
     ref = model.at("resid", layer)
-    with model.trace(dict(enc)):
+    with model.trace(enc):
         resid = save(ref.read())
     mask = enc["attention_mask"].bool()
     if skip_first:
@@ -108,6 +117,19 @@ def steering_vector(model: Model, positive: Sequence[str], negative: Sequence[st
     "attention sink" vector there (SmolLM2-135M: norm ~24,000 at layer 12, against ~140 for
     other tokens); when the two lists have different numbers of tokens it does not cancel in
     the difference of means and can dominate the vector (there: norm 96 with it, 22 without).
+    Returns a `SteeringVector` whose ``vector`` is ``(d_model,)``.
+
+    With one prompt per side it is the difference of the two mean residuals, which a plain
+    forward pass gives too (block 0's output is Hugging Face's ``hidden_states[1]``):
+
+    >>> import mechscope, numpy as np
+    >>> model = mechscope.tiny_model("llama")
+    >>> vec = mechscope.steering_vector(model, ["good great fine"], ["bad awful sad"], layer=0)
+    >>> def mean_resid(prompt):
+    ...     out = model.hf(model.to_tokens(prompt), output_hidden_states=True)
+    ...     return out.hidden_states[1][0].mean(0).detach().numpy()      # (d_model,)
+    >>> bool(np.allclose(vec.vector, mean_resid("good great fine") - mean_resid("bad awful sad"), atol=1e-5))
+    True
     """
     check_model(model, "steering_vector")
     layer = model.check_layer(layer)
@@ -173,7 +195,16 @@ def _coef_list(coefficients: object) -> tuple[float, ...]:
 
 @dataclass(frozen=True)
 class Generation:
-    """A greedy continuation of ``prompt``: ``text`` (new tokens decoded), ``new_ids``, ``new_tokens``."""
+    """A greedy continuation of ``prompt``: ``text`` (new tokens decoded), ``new_ids``, ``new_tokens``.
+
+    >>> import mechscope
+    >>> model = mechscope.tiny_model("llama")
+    >>> g = mechscope.generate(model, "The cat", max_new_tokens=3)
+    >>> len(g.new_ids) == len(g.new_tokens) == 3, str(g) == g.text
+    (True, True)
+    >>> g.coefficient, g.layer, g.stopped_at_eos                # unsteered, no EOS reached
+    (0.0, None, False)
+    """
 
     prompt: str
     text: str
@@ -221,6 +252,20 @@ def generate(model: Model, prompt: str, *, steer: SteeringVector | np.ndarray | 
     Face's ``generate(do_sample=False)``). ``layer`` overrides the vector's layer (required
     for a raw array). ``should_stop`` is called before each forward pass (never during one);
     when it returns True, generation stops and `GenerationCancelled` is raised.
+
+    Unsteered, it gives Hugging Face's greedy tokens:
+
+    >>> import mechscope
+    >>> model = mechscope.tiny_model("llama")
+    >>> ids = model.to_tokens("The cat")                                 # (1, n_tokens)
+    >>> g = mechscope.generate(model, "The cat", max_new_tokens=3)
+    >>> hf = model.hf.generate(ids, max_new_tokens=3, do_sample=False, pad_token_id=0)
+    >>> g.new_ids == tuple(hf[0, ids.shape[1]:].tolist())
+    True
+    >>> vec = mechscope.steering_vector(model, ["good great fine"], ["bad awful sad"], layer=0)
+    >>> steered = mechscope.generate(model, "The cat", steer=vec, coefficient=8.0, max_new_tokens=3)
+    >>> steered.layer, steered.coefficient
+    (0, 8.0)
     """
     check_model(model, "generate")
     c = _coef(coefficient)
@@ -247,7 +292,19 @@ def generate(model: Model, prompt: str, *, steer: SteeringVector | np.ndarray | 
 
 @dataclass(frozen=True)
 class SteeringSweep:
-    """Greedy generations of one prompt, one per coefficient (0 = unsteered)."""
+    """Greedy generations of one prompt, one per coefficient (0 = unsteered).
+
+    ``generations[i]`` is the `Generation` at ``coefficients[i]``.
+
+    >>> import mechscope
+    >>> model = mechscope.tiny_model("llama")
+    >>> vec = mechscope.steering_vector(model, ["good great fine"], ["bad awful sad"], layer=0)
+    >>> sweep = mechscope.steering_sweep(model, "The cat", vec, coefficients=[0, 8], max_new_tokens=3)
+    >>> sweep.coefficients, sweep.layer, sweep.vector_norm == vec.norm
+    ((0.0, 8.0), 0, True)
+    >>> list(sweep.to_pandas().columns)
+    ['coefficient', 'shift_norm', 'text', 'n_tokens', 'stopped_at_eos']
+    """
 
     prompt: str
     coefficients: tuple[float, ...]
@@ -291,7 +348,17 @@ class SteeringSweep:
 
 def steering_sweep(model: Model, prompt: str, steer: SteeringVector, coefficients: Sequence[float] = (-4, -2, 0, 2, 4),
                    *, max_new_tokens: int = 20) -> SteeringSweep:
-    """`generate` once per coefficient (each an exact, separate greedy run)."""
+    """`generate` once per coefficient (each an exact, separate greedy run).
+
+    >>> import mechscope
+    >>> model = mechscope.tiny_model("llama")
+    >>> vec = mechscope.steering_vector(model, ["good great fine"], ["bad awful sad"], layer=1)
+    >>> sweep = mechscope.steering_sweep(model, "The cat", vec, coefficients=[-4, 0], max_new_tokens=2)
+    >>> [g.coefficient for g in sweep.generations]
+    [-4.0, 0.0]
+    >>> sweep.generations[1].new_ids == mechscope.generate(model, "The cat", max_new_tokens=2).new_ids
+    True
+    """
     check_model(model, "steering_sweep")
     if not isinstance(steer, SteeringVector):
         raise InputError(f"steering_sweep needs a SteeringVector (mechscope.steering_vector), got {steer!r}.")

@@ -96,7 +96,21 @@ def tiny_hf_model(family: str = "llama", *, seed: int = 0, n_layers: int = 2, d_
 
 
 def tiny_model(family: str = "llama", *, seed: int = 0, **sizes: Any) -> Model:
-    """A mechscope `Model` around a tiny random HF model and an in-memory tokenizer."""
+    """A mechscope `Model` around a tiny random HF model and an in-memory tokenizer.
+
+    ``family`` is one of ``FAMILIES`` ("llama", "gpt2", "gpt_neox"); ``seed`` fixes the
+    weights; ``sizes`` (``n_layers``, ``d_model``, ``n_heads``, ``d_mlp``, ``vocab_size``,
+    ``max_positions``) override the defaults (2, 64, 4, 128, 400, 128). Nothing is downloaded.
+
+    >>> import mechscope, torch
+    >>> model = mechscope.tiny_model("llama", n_layers=3)
+    >>> model.name, model.n_layers, model.d_mlp, model.vocab_size
+    ('tiny-llama-seed0', 3, 128, 400)
+    >>> ids = model.to_tokens("The cat")                           # (1, n_tokens)
+    >>> again = mechscope.tiny_model("llama", n_layers=3)          # same seed, same weights
+    >>> bool(torch.equal(model.hf(ids).logits, again.hf(ids).logits))
+    True
+    """
     vocab = sizes.get("vocab_size", 400)
     hf = tiny_hf_model(family, seed=seed, **sizes)
     return Model.wrap(hf, tiny_tokenizer(vocab), name=f"tiny-{family}-seed{seed}")

@@ -11,6 +11,23 @@ from .site import publish_site
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit status.
+
+    Errors are printed to stderr as ``error: ...`` with status 1.
+
+    >>> import nbformat, tempfile
+    >>> from pathlib import Path
+    >>> path = Path(tempfile.mkdtemp()) / "nb.ipynb"
+    >>> nbformat.write(nbformat.v4.new_notebook(), path)
+    >>> main(["--strip-widget-state", str(path)])
+    /...nb.ipynb: no widget state stored
+    0
+    >>> main(["--no-execute", str(path), str(path.with_suffix(".html"))])
+    wrote /...nb.html (... MB, 0 widget(s), ... s)
+    0
+    >>> main(["--no-execute", str(path.with_name("missing.ipynb")), "out.html"])
+    1
+    """
     parser = argparse.ArgumentParser(
         prog="python -m mechscope.publish",
         description="Execute a notebook and export it as one offline HTML page, or several "

@@ -45,7 +45,13 @@ _KERNEL_ENV = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
 
 @dataclass(frozen=True)
 class PublishedWidget:
-    """One widget output found in the notebook."""
+    """One widget output found in the notebook (see `find_widgets`).
+
+    >>> PublishedWidget(number=1, cell=3, kind="heatmap", summary="Heatmap(2 x 3)", snapshot=True).line()
+    'widget 1: Heatmap(2 x 3) (cell 3)'
+    >>> PublishedWidget(2, 5, "", "Output()", snapshot=False).line()
+    'widget 2: Output() (cell 5)  [no offline snapshot: shown as text]'
+    """
 
     number: int  #: 1-based, in page order
     cell: int  #: index of the notebook cell that displayed it
@@ -61,7 +67,17 @@ class PublishedWidget:
 
 @dataclass(frozen=True)
 class PublishReport:
-    """What :func:`publish` wrote."""
+    """What :func:`publish` wrote; ``lines()`` is the summary the command line prints.
+
+    >>> from pathlib import Path
+    >>> widget = PublishedWidget(1, 3, "heatmap", "Heatmap(2 x 3)", True)
+    >>> report = PublishReport(Path("build/tour.html"), 1_500_000, 12.0, (widget,), 1, ())
+    >>> for line in report.lines():
+    ...     print(line)
+    wrote build/tour.html (1.50 MB, 1 widget(s), 12.0 s)
+    widget 1: Heatmap(2 x 3) (cell 3)
+    left out 1 ipywidgets output(s) (progress bars, controls): they only draw with a kernel
+    """
 
     output: Path
     size_bytes: int
@@ -108,7 +124,19 @@ def execute_notebook(nb: Any, cwd: Path, timeout: int = 900,
                      progress: TextIO | None = None) -> None:
     """Run every code cell of ``nb`` (in place) in a fresh ``python3`` kernel started in ``cwd``.
 
-    Raises :class:`MechscopeError` naming the failing cell's index and exception.
+    Raises :class:`MechscopeError` naming the failing cell's index and exception; the cells
+    before it keep their outputs.
+
+    >>> import tempfile
+    >>> from nbformat.v4 import new_code_cell, new_notebook
+    >>> nb = new_notebook(cells=[new_code_cell("print(6 * 7)"), new_code_cell("1 / 0")])
+    >>> try:
+    ...     execute_notebook(nb, Path(tempfile.mkdtemp()), timeout=60)
+    ... except MechscopeError as err:
+    ...     print(str(err).splitlines()[0])
+    cell 1 failed with ZeroDivisionError: division by zero
+    >>> nb.cells[0].outputs[0].text.strip()
+    '42'
     """
     from nbclient import NotebookClient
     from nbclient.exceptions import CellControlSignal, DeadKernelError
@@ -148,6 +176,16 @@ def find_widgets(nb: Any) -> tuple[tuple[PublishedWidget, ...], int]:
     Outputs of ipywidgets controls (``@jupyter-widgets/*`` models, e.g. tqdm progress bars) can
     only draw with a kernel and their text/plain is a stale first frame: they are removed from
     ``nb`` (classified through the widget state nbclient stored) and counted in the second value.
+
+    >>> from nbformat.v4 import new_code_cell, new_notebook, new_output
+    >>> snap = new_output("display_data", data={"text/plain": "Heatmap(2 x 3)",
+    ...                   "text/html": '<div data-mechscope-widget="heatmap"></div>'})
+    >>> bar = new_output("display_data", data={_WIDGET_VIEW: {"model_id": "m1"}, "text/plain": "0%"})
+    >>> nb = new_notebook(cells=[new_code_cell("w", outputs=[snap, bar])])
+    >>> nb.metadata["widgets"] = {_WIDGET_STATE: {"state": {"m1": {"model_module": "@jupyter-widgets/controls"}}}}
+    >>> widgets, dropped = find_widgets(nb)
+    >>> [(w.kind, w.summary, w.cell) for w in widgets], dropped, len(nb.cells[0].outputs)
+    ([('heatmap', 'Heatmap(2 x 3)', 0)], 1, 1)
     """
     state = nb.metadata.get("widgets", {}).get(_WIDGET_STATE, {}).get("state", {})
     found: list[PublishedWidget] = []
@@ -178,7 +216,13 @@ def find_widgets(nb: Any) -> tuple[tuple[PublishedWidget, ...], int]:
 
 
 def render_html(nb: Any) -> str:
-    """``nb`` as one HTML page (nbconvert lab template) with no script loaded from the network."""
+    """``nb`` as one HTML page (nbconvert lab template) with no script loaded from the network.
+
+    >>> from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+    >>> page = render_html(new_notebook(cells=[new_markdown_cell("# Tour"), new_code_cell("1 + 1")]))
+    >>> page.lstrip().lower().startswith("<!doctype html>"), remote_refs(page)
+    (True, ())
+    """
     from jinja2 import DictLoader
     from nbconvert import HTMLExporter
     from traitlets.config import Config
@@ -195,7 +239,13 @@ def render_html(nb: Any) -> str:
 
 
 def notebook_title(nb: Any, default: str) -> str:
-    """The notebook's title: ``metadata.title``, else its first markdown ``# heading``, else ``default``."""
+    """The notebook's title: ``metadata.title``, else its first markdown ``# heading``, else ``default``.
+
+    >>> from nbformat.v4 import new_markdown_cell, new_notebook
+    >>> nb = new_notebook(cells=[new_markdown_cell("Some text"), new_markdown_cell("# The tour")])
+    >>> notebook_title(nb, "01_tour"), notebook_title(new_notebook(), "01_tour")
+    ('The tour', '01_tour')
+    """
     title = str(nb.metadata.get("title", "")).strip()
     if title:
         return title
@@ -209,7 +259,12 @@ def notebook_title(nb: Any, default: str) -> str:
 
 
 def remote_refs(page: str) -> tuple[str, ...]:
-    """URLs that a browser would fetch while loading ``page`` (scripts, styles, images, imports)."""
+    """URLs that a browser would fetch while loading ``page`` (scripts, styles, images, imports).
+
+    >>> remote_refs('<script src="https://cdn.example.org/x.js"></script><img src="local.png">'
+    ...             '<style>@import url("//fonts.example.org/f.css");</style>')
+    ('https://cdn.example.org/x.js', '//fonts.example.org/f.css')
+    """
     return tuple(dict.fromkeys(a or b for a, b in _REMOTE.findall(page)))
 
 
@@ -232,6 +287,20 @@ def publish(notebook: str | os.PathLike[str], output: str | os.PathLike[str],
 
         report = publish("notebooks/01_tour.ipynb", "build/tour.html")
         print("\\n".join(report.lines()))
+
+    Without executing (a notebook written here), and a missing notebook:
+
+    >>> import nbformat, tempfile
+    >>> from nbformat.v4 import new_markdown_cell, new_notebook
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> nbformat.write(new_notebook(cells=[new_markdown_cell("# Hello")]), folder / "hello.ipynb")
+    >>> report = publish(folder / "hello.ipynb", folder / "hello.html", execute=False, progress=False)
+    >>> report.output.name, report.widgets, "<title>Hello</title>" in report.output.read_text()
+    ('hello.html', (), True)
+    >>> publish(folder / "missing.ipynb", folder / "missing.html")
+    Traceback (most recent call last):
+        ...
+    mechscope.errors.MechscopeError: notebook not found: .../missing.ipynb (looked in ...)
     """
     try:
         import nbformat
@@ -270,6 +339,15 @@ def export_html(notebook: str | os.PathLike[str], output: str | os.PathLike[str]
     Executes nothing: the outputs saved in ``notebook`` are what the page shows, and every
     mechscope widget in them draws from its inlined snapshot with no kernel and no CDN
     (``make html NB=notebook.ipynb``). Same report and errors as :func:`publish`.
+
+    >>> import nbformat, tempfile
+    >>> from nbformat.v4 import new_code_cell, new_notebook, new_output
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> saved = new_code_cell("print('hi')", outputs=[new_output("stream", name="stdout", text="hi there")])
+    >>> nbformat.write(new_notebook(cells=[saved]), folder / "saved.ipynb")
+    >>> report = export_html(folder / "saved.ipynb", folder / "saved.html")
+    >>> "hi there" in report.output.read_text(), report.remote_refs
+    (True, ())
     """
     return publish(notebook, output, execute=False, progress=progress)
 
@@ -287,6 +365,14 @@ def strip_widget_state(notebook: str | os.PathLike[str]) -> int:
     CDN (anywidget views do not draw there); without the state they show each widget's offline
     snapshot instead. Run this on a copy you share there (``python -m mechscope.publish
     --strip-widget-state NOTEBOOK``). Outputs are kept; nothing is executed.
+
+    >>> import nbformat, tempfile
+    >>> nb = nbformat.v4.new_notebook()
+    >>> nb.metadata["widgets"] = {_WIDGET_STATE: {"version_major": 2, "version_minor": 0, "state": {}}}
+    >>> path = Path(tempfile.mkdtemp()) / "shared.ipynb"
+    >>> nbformat.write(nb, path)
+    >>> strip_widget_state(path) > 0, strip_widget_state(path)      # the second call: nothing left
+    (True, 0)
     """
     import nbformat
 

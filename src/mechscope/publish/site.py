@@ -22,7 +22,14 @@ _BODY = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class SitePage:
-    """One notebook of a site: where it came from, its page, its title and its publish report."""
+    """One notebook of a site: where it came from, its page, its title and its publish report.
+
+    >>> from mechscope.publish import PublishReport
+    >>> report = PublishReport(Path("site/01 tour.html"), 2_000, 1.0, (), 0, ())
+    >>> page = SitePage(notebook=Path("notebooks/01 tour.ipynb"), title="Tour", report=report)
+    >>> page.href                                   # relative, URL-quoted
+    '01%20tour.html'
+    """
 
     notebook: Path
     title: str
@@ -38,7 +45,17 @@ class SitePage:
 
 @dataclass(frozen=True)
 class SiteReport:
-    """What :func:`publish_site` wrote: ``index`` and one page per notebook, in order."""
+    """What :func:`publish_site` wrote: ``index`` and one page per notebook, in order.
+
+    >>> from mechscope.publish import PublishReport
+    >>> report = PublishReport(Path("site/tour.html"), 2_000_000, 1.0, (), 0, ())
+    >>> site = SiteReport(Path("site"), Path("site/index.html"),
+    ...                   (SitePage(Path("notebooks/tour.ipynb"), "Tour", report),), seconds=3.0)
+    >>> for line in site.lines():
+    ...     print(line)
+    wrote site/index.html and 1 page(s), 0 widget(s) in all (3.0 s)
+      tour.html: Tour (0 widget(s), 2.00 MB, 1.0 s)
+    """
 
     out_dir: Path
     index: Path
@@ -128,6 +145,19 @@ def publish_site(notebooks: Any, out_dir: str | os.PathLike[str], execute: bool 
 
         report = publish_site(sorted(Path("notebooks").glob("*.ipynb")), "build/site")
         print("\\n".join(report.lines()))
+
+    Two notebooks written here, exported without executing:
+
+    >>> import nbformat, tempfile
+    >>> from nbformat.v4 import new_markdown_cell, new_notebook
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> for name, title in (("01_intro", "# Intro"), ("02_more", "# More")):
+    ...     nbformat.write(new_notebook(cells=[new_markdown_cell(title)]), folder / f"{name}.ipynb")
+    >>> site = publish_site(folder, folder / "site", execute=False, progress=False)
+    >>> [(p.title, p.href) for p in site.pages]
+    [('Intro', '01_intro.html'), ('More', '02_more.html')]
+    >>> 'href="02_more.html"' in site.index.read_text()
+    True
     """
     import nbformat
 
