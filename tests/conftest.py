@@ -44,3 +44,12 @@ def tiny_llama():
 def embedded():
     """The embedded SmolLM2-135M-Instruct (loaded once per test session, offline)."""
     return mechscope.load()
+
+
+@pytest.fixture
+def forward_counter(tiny_llama):
+    """A list that grows by one per forward pass of ``tiny_llama`` (validation must leave it empty)."""
+    calls = []
+    handle = tiny_llama.hf.register_forward_pre_hook(lambda *_: calls.append(1))
+    yield calls
+    handle.remove()

@@ -24,6 +24,7 @@ from .errors import (
     UnsupportedArchitectureError,
 )
 from .interventions.ablation import Ablated, AblationResult, Target, ablate, heads, layer, neurons
+from .interventions.ablation_batch import AblationComparison, AblationEffect, compare_ablations
 from .interventions.patching import CellPatch, PatchingResult, patch, patch_cell
 from .interventions.steering import (
     Generation,
@@ -59,6 +60,8 @@ def __dir__() -> list[str]:
 
 __all__ = [*SUBMODULES, *_FROM_PUBLISH,
     "Ablated",
+    "AblationComparison",
+    "AblationEffect",
     "AblationResult",
     "CellPatch",
     "ActivationsResult",
@@ -77,6 +80,7 @@ __all__ = [*SUBMODULES, *_FROM_PUBLISH,
     "Target",
     "UnsupportedArchitectureError",
     "ablate",
+    "compare_ablations",
     "activations",
     "generate",
     "heads",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -142,3 +143,29 @@ def test_custom_module_that_does_not_match_its_model_type():
 def test_module_without_config():
     with pytest.raises(UnsupportedArchitectureError, match="model_type=None"):
         adapter_for(torch.nn.Linear(3, 3))
+
+
+def test_padded_batch_computes_what_each_text_computes_alone(tiny):
+    """`Model.encode` left-pads with position ids that count real tokens: on every family
+    (GPT-2's absolute positions included) a padded row equals the text run alone."""
+    texts = ["The cat sat on the mat today", "A dog", "hello"]
+    enc = tiny.encode(texts)
+    resid = tiny.at("resid", 0)
+    with tiny.trace(enc):
+        batched = save(resid.read())
+    for row, text in enumerate(texts):
+        ids = tiny.to_tokens(text)
+        with torch.no_grad():
+            alone = tiny.hf(ids, output_hidden_states=True).hidden_states[1][0]  # block 0's output
+        n = ids.shape[1]
+        torch.testing.assert_close(batched[row, -n:], alone, rtol=0, atol=1e-5)
+
+
+def test_selectivity_token_activations_equal_unpadded_runs_on_gpt2():
+    model = mechscope.tiny_model("gpt2")
+    examples = {"a": ["the cat sat on the mat", "a dog"], "b": ["hello world again and again", "x"]}
+    sel = mechscope.selectivity(model, examples, layer=0, site="resid")
+    for text, acts in zip(sel.texts, sel.token_acts, strict=True):
+        with torch.no_grad():
+            alone = model.hf(model.to_tokens(text), output_hidden_states=True).hidden_states[1][0]
+        np.testing.assert_allclose(acts, alone.numpy(), rtol=0, atol=1e-5)

@@ -211,14 +211,6 @@ def test_progress_bar(tiny_llama, capsys):
 
 
 # ---- validation before any forward pass ----------------------------------------------------------
-@pytest.fixture
-def forward_counter(tiny_llama):
-    calls = []
-    handle = tiny_llama.hf.register_forward_pre_hook(lambda *_: calls.append(1))
-    yield calls
-    handle.remove()
-
-
 @pytest.mark.parametrize("kwargs, message", [
     ({"site": "neurons"}, "site must be one of"),
     ({"method": "fast"}, "method must be one of"),

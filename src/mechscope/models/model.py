@@ -220,6 +220,23 @@ class Model:
             )
         return ids
 
+    def encode(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """Several texts as one left-padded batch: ``input_ids``, ``attention_mask`` and
+        ``position_ids`` (each (batch, longest)); the position ids count real tokens only, so
+        a padded row computes what it computes alone (absolute-position models like GPT-2
+        included). Check each text with `to_tokens` first.
+
+        >>> from mechscope.models.tiny import tiny_model
+        >>> m = tiny_model("gpt2")
+        >>> enc = m.encode(["a b c", "a"])
+        >>> enc["attention_mask"][1].tolist(), enc["position_ids"][1].tolist()
+        ([0, 0, 1], [0, 0, 0])
+        """
+        enc = self.tokenizer(list(texts), return_tensors="pt", padding=True)
+        mask = enc["attention_mask"]
+        return {"input_ids": enc["input_ids"], "attention_mask": mask,
+                "position_ids": (mask.long().cumsum(-1) - 1).clamp(min=0)}
+
     def str_tokens(self, text: str) -> list[str]:
         """The prompt's tokens as strings, exactly as the model sees them, one per token id.
 
