@@ -204,3 +204,29 @@ def test_compare_ablations_pairs_every_baseline(tiny_llama):
             assert c.difference[i, j] == pytest.approx(float((e.per_example - f.per_example).mean()), abs=1e-6)
             assert c.difference_low[i, j] <= c.difference[i, j] + 1e-6 <= c.difference_high[i, j] + 2e-6
     assert isinstance(c.survives(), bool) and len(c.differences()) == 6
+
+
+# ---- activations and the logit lens over a dataset ------------------------------------------------
+def test_activations_over_texts_at_roles_equal_single_runs(tiny):
+    data = pairs(ROLE_ROWS).prompts("clean")
+    r = mechscope.activations(tiny, data, site="neurons", neuron=3)
+    assert r.roles == ["animal", "END"] and r.per_example.shape == (4, tiny.n_layers, 2)
+    tok = pairs(ROLE_ROWS).tokenize(tiny)
+    for i, text in enumerate(data.texts):
+        one = mechscope.activations(tiny, text, site="neurons", neuron=3)
+        cols = [int(tok.roles_clean["animal"][i]), -1]
+        np.testing.assert_allclose(r.per_example[i], one.values[:, cols], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(r.values, r.per_example.mean(0), atol=1e-6)
+    assert list(r.to_pandas().columns) == ["example", "layer", "role", "value"]
+
+
+def test_logit_lens_over_pairs_reads_each_answer(tiny_llama):
+    data = pairs(ROLE_ROWS)
+    r = mechscope.logit_lens(tiny_llama, data, roles=["END"])
+    for i, row in enumerate(ROLE_ROWS):
+        one = mechscope.logit_lens(tiny_llama, row["clean"], target=row["answer"])
+        np.testing.assert_allclose(r.per_example[i, :, 0], one.target_prob[:, -1], atol=1e-5, rtol=0)
+    with pytest.raises(InputError, match="needs target="):
+        mechscope.logit_lens(tiny_llama, ["a b", "c d"])
+    with pytest.raises(InputError, match="roles= is for a dataset"):
+        mechscope.activations(tiny_llama, "a b", roles=["END"])

@@ -12,14 +12,19 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
 
+from ..errors import InputError
 from ..models.model import Model
 from ..models.sites import site as get_site
 from ..models.trace import save
 from ..validate import check_model, index
+
+if TYPE_CHECKING:
+    from .over_dataset import DatasetReading
 
 #: Sites `activations` can read, and what their per-cell value is.
 _SITES = ("resid", "attn", "mlp", "neurons")
@@ -80,8 +85,9 @@ class ActivationsResult:
         )
 
 
-def activations(model: Model, prompt: str, *, site: str = "resid", neuron: int | None = None,
-                layers: list[int] | None = None) -> ActivationsResult:
+def activations(model: Model, prompt: str | Any, *, site: str = "resid", neuron: int | None = None,
+                layers: list[int] | None = None,
+                roles: list[str] | None = None) -> ActivationsResult | DatasetReading:
     """Read ``site`` at every layer for ``prompt`` in one trace.
 
     The value per cell is the L2 norm of the site's vector, or with ``neuron=i`` that
@@ -109,6 +115,13 @@ def activations(model: Model, prompt: str, *, site: str = "resid", neuron: int |
     width = model.width(site)
     if neuron is not None:
         neuron = index(neuron, width, "neuron", "neuron" if site == "neurons" else f"{site} dimension")
+    if not isinstance(prompt, str | bytes | bytearray):
+        from .over_dataset import activations_over
+
+        return activations_over(model, prompt, site=site, layers=chosen, neuron=neuron, roles=roles)
+    if roles is not None:
+        raise InputError("roles= is for a dataset (mechscope.datasets); one prompt has positions.")
+    prompt = cast(str, prompt)  # bytes are decoded (and checked) by to_tokens
     ids = model.to_tokens(prompt)
     tokens = model.decode_tokens(ids)
     refs = [model.at(site, layer) for layer in chosen]

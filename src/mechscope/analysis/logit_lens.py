@@ -16,13 +16,18 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
 
+from ..errors import InputError
 from ..models.model import Model
 from ..models.trace import save
 from ..validate import check_model, check_top_k
+
+if TYPE_CHECKING:
+    from .over_dataset import DatasetReading
 
 #: Positions decoded at once per layer (bounds the transient positions x vocab block).
 CHUNK = 64
@@ -79,14 +84,19 @@ class LogitLensResult:
         return LogitLens(self, **kwargs)
 
 
-def logit_lens(model: Model, prompt: str, *, top_k: int = 5, target: str | int | None = None,
-               layers: list[int] | None = None) -> LogitLensResult:
+def logit_lens(model: Model, prompt: str | Any, *, top_k: int = 5, target: str | int | None = None,
+               layers: list[int] | None = None,
+               roles: list[str] | None = None) -> LogitLensResult | DatasetReading:
     """Apply the final norm and unembedding to each layer's residual output (block output).
 
     ``layers``: an int or a list (default all; negative count from the end; see
     `mechscope.validate`); ``top_k``: 1..100 top tokens per cell; ``target``: a single token
     whose probability and rank are kept per cell. Returns a `LogitLensResult`:
     ``top_ids[layer, position, rank]``, shape ``(n_layers, n_positions, top_k)``.
+
+    With a dataset (`mechscope.datasets`, or a list of texts): the lens probability of
+    ``target`` (default for a `PromptPairs`: each example's answer) at each example's
+    ``roles``, in padded batches: a `DatasetReading` (n, layers, roles) with mean and interval.
 
     At the last layer the lens is the model's own output (Hugging Face's logits):
 
@@ -100,6 +110,13 @@ def logit_lens(model: Model, prompt: str, *, top_k: int = 5, target: str | int |
     check_model(model, "logit_lens")
     top_k = check_top_k(top_k, model.vocab_size)
     chosen = model.check_layers(layers)
+    if not isinstance(prompt, str | bytes | bytearray):
+        from .over_dataset import logit_lens_over
+
+        return logit_lens_over(model, prompt, layers=chosen, target=target, roles=roles)
+    if roles is not None:
+        raise InputError("roles= is for a dataset (mechscope.datasets); one prompt has positions.")
+    prompt = cast(str, prompt)  # bytes are decoded (and checked) by to_tokens
     target_id = model.to_single_token(target) if target is not None else None
     ids = model.to_tokens(prompt)
     n = int(ids.shape[1])
