@@ -18,7 +18,7 @@ from mechscope.models.tiny import tiny_hf_model
     (b"\xff\xfe not utf-8", "not valid UTF-8"),
     (bytearray(b"\xc3\x28"), "not valid UTF-8"),
     (None, "a prompt must be a str, got NoneType"),
-    (["hello"], "a prompt must be a str, got list"),
+    (42, "a prompt must be a str, got int (several prompts: a list of str or a dataset"),
 ])
 def test_bad_prompt(tiny_llama, prompt, message):
     with pytest.raises(InputError, match=re.escape(message)):
@@ -156,3 +156,11 @@ def test_load_of_something_that_is_not_a_model(source):
 def test_errors_share_a_base_class():
     assert issubclass(InputError, MechscopeError) and issubclass(InputError, ValueError)
     assert issubclass(ModelLoadError, MechscopeError)
+
+
+def test_a_list_of_prompts_is_a_dataset(tiny_llama):
+    """Several prompts are no longer refused: every verb that reads prompts takes a list."""
+    r = mechscope.activations(tiny_llama, ["hello", "hello world"])
+    assert r.n == 2 and r.roles == ["END"]
+    with pytest.raises(InputError, match="the list of prompts is empty|dataset 'prompts' is empty"):
+        mechscope.activations(tiny_llama, [])

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import torch
 
+from ..datasets.pairs import is_dataset
 from ..errors import InputError
 from ..models.model import Model
 from ..models.sites import site as get_site
@@ -115,7 +116,7 @@ def activations(model: Model, prompt: str | Any, *, site: str = "resid", neuron:
     width = model.width(site)
     if neuron is not None:
         neuron = index(neuron, width, "neuron", "neuron" if site == "neurons" else f"{site} dimension")
-    if not isinstance(prompt, str | bytes | bytearray):
+    if is_dataset(prompt):
         from .over_dataset import activations_over
 
         return activations_over(model, prompt, site=site, layers=chosen, neuron=neuron, roles=roles)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import torch
 
+from ..datasets.pairs import is_dataset
 from ..errors import InputError
 from ..models.model import Model
 from ..models.trace import save
@@ -110,7 +111,7 @@ def logit_lens(model: Model, prompt: str | Any, *, top_k: int = 5, target: str |
     check_model(model, "logit_lens")
     top_k = check_top_k(top_k, model.vocab_size)
     chosen = model.check_layers(layers)
-    if not isinstance(prompt, str | bytes | bytearray):
+    if is_dataset(prompt):
         from .over_dataset import logit_lens_over
 
         return logit_lens_over(model, prompt, layers=chosen, target=target, roles=roles)

@@ -282,6 +282,13 @@ def pairs(source: Any, *, name: str | None = None) -> PromptPairs:
                        roles, metadata, name or default)
 
 
+def is_dataset(value: Any) -> bool:
+    """True for what the verbs treat as many prompts: `Prompts`, `PromptPairs`, a list of texts."""
+    if isinstance(value, Prompts | PromptPairs):
+        return True
+    return isinstance(value, Sequence) and not isinstance(value, str | bytes | bytearray)
+
+
 def prompts(texts: Sequence[str] | Any, *, name: str = "prompts") -> Prompts:
     """`Prompts` from a list of texts (or anything with ``.texts``, e.g. a `PromptPairs`).
 

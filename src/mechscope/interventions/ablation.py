@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ..datasets.pairs import PromptPairs, Prompts
+from ..datasets.pairs import is_dataset
 from ..errors import InputError
 from ..models.model import Model
 from ..models.sites import site as get_site
@@ -380,7 +380,7 @@ def ablate(model: Model, prompt: str | None = None, target: Target | None = None
             raise InputError(f"method={method!r} needs reference=[prompts...] to take activations from.")
         refs = prompt_list(model, reference, "reference")
     bound = None if metric is None else as_metric(metric, model)
-    if isinstance(prompt, Prompts | PromptPairs) or (isinstance(prompt, Sequence) and not isinstance(prompt, str)):
+    if is_dataset(prompt):
         from .ablation_batch import ablate_dataset
 
         return ablate_dataset(model, prompt, spec, method, refs, bound, seed, progress=progress)

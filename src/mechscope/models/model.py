@@ -204,7 +204,8 @@ class Model:
                     "e.g. data.decode('utf-8', errors='replace')."
                 ) from None
         if not isinstance(prompt, str):
-            raise InputError(f"a prompt must be a str, got {type(prompt).__name__}.")
+            raise InputError(f"a prompt must be a str, got {type(prompt).__name__} (several prompts: a "
+                             "list of str or a dataset from mechscope.datasets, where a verb takes one).")
         if prompt == "":
             raise InputError("the prompt is empty: give at least one token of text.")
         _check_unicode(prompt, "the prompt")
