@@ -14,6 +14,7 @@ from typing import Any
 
 from .analysis.activations import ActivationsResult, activations
 from .analysis.logit_lens import LogitLensResult, logit_lens
+from .analysis.over_dataset import DatasetReading
 from .analysis.selectivity import SelectivityResult, selectivity
 from .errors import (
     GenerationCancelled,
@@ -35,6 +36,7 @@ from .interventions.steering import (
     steering_sweep,
     steering_vector,
 )
+from .interventions.steering_batch import SteeringEffect
 from .models import Model, load, tiny_model
 
 __version__ = "0.1.0"
@@ -64,6 +66,7 @@ __all__ = [*SUBMODULES, *_FROM_PUBLISH,
     "AblationEffect",
     "AblationResult",
     "CellPatch",
+    "DatasetReading",
     "ActivationsResult",
     "Generation",
     "GenerationCancelled",
@@ -75,6 +78,7 @@ __all__ = [*SUBMODULES, *_FROM_PUBLISH,
     "PatchingResult",
     "RemoteError",
     "SelectivityResult",
+    "SteeringEffect",
     "SteeringSweep",
     "SteeringVector",
     "Target",

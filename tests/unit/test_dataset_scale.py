@@ -230,3 +230,31 @@ def test_logit_lens_over_pairs_reads_each_answer(tiny_llama):
         mechscope.logit_lens(tiny_llama, ["a b", "c d"])
     with pytest.raises(InputError, match="roles= is for a dataset"):
         mechscope.activations(tiny_llama, "a b", roles=["END"])
+
+
+# ---- steering over a dataset ----------------------------------------------------------------------
+def test_steering_sweep_over_pairs_equals_hand_steered_runs(tiny):
+    import torch
+
+    vec = mechscope.steering_vector(tiny, ["good great fine"], ["bad awful sad"], layer=0)
+    data = pairs(ROWS)
+    e = mechscope.steering_sweep(tiny, data, vec, coefficients=[-3, 0, 3])
+    module = tiny.hf_module("resid", 0)
+    for c_index, c in enumerate([-3.0, 0.0, 3.0]):
+        delta = torch.as_tensor(c * vec.vector)
+
+        def hook(_m, _args, out, delta=delta):
+            return (out[0] + delta, *out[1:]) if isinstance(out, tuple) else out + delta
+
+        handle = module.register_forward_hook(hook)
+        try:
+            for i, row in enumerate(ROWS):
+                with torch.no_grad():
+                    logits = tiny.hf(tiny.to_tokens(row["clean"])).logits[0, -1]
+                a, w = tiny.to_single_token(row["answer"]), tiny.to_single_token(row["wrong"])
+                assert e.per_example[i, c_index] == pytest.approx(float(logits[a] - logits[w]), abs=1e-4)
+        finally:
+            handle.remove()
+    assert e.to_pandas().shape == (12, 3)
+    with pytest.raises(InputError, match="metric= is for a dataset"):
+        mechscope.steering_sweep(tiny, "The cat", vec, metric=logit_diff(" the", " of"))

@@ -42,13 +42,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from ..datasets.pairs import is_dataset
 from ..errors import GenerationCancelled, InputError
 from ..models.model import Model
 from ..models.trace import save
 from ..validate import check_model, prompt_list
+from .metrics import as_metric
 
 if TYPE_CHECKING:
     from ..widgets.steering_playground import SteeringPlayground
+    from .steering_batch import SteeringEffect
 
 
 __all__ = ["GenerationCancelled", "Generation", "SteeringSweep", "SteeringVector", "generate",
@@ -346,9 +349,15 @@ class SteeringSweep:
         )
 
 
-def steering_sweep(model: Model, prompt: str, steer: SteeringVector, coefficients: Sequence[float] = (-4, -2, 0, 2, 4),
-                   *, max_new_tokens: int = 20) -> SteeringSweep:
+def steering_sweep(model: Model, prompt: str | Any, steer: SteeringVector,
+                   coefficients: Sequence[float] = (-4, -2, 0, 2, 4), *, max_new_tokens: int = 20,
+                   metric: Any = None) -> SteeringSweep | SteeringEffect:
     """`generate` once per coefficient (each an exact, separate greedy run).
+
+    With a dataset (`mechscope.datasets`, or a list of texts) the evaluation is the next-token
+    ``metric`` of every prompt at every coefficient instead (default: a `PromptPairs`'
+    per-example ``logit_diff(answer, wrong)``, else ``kl_to_clean()`` against the unsteered
+    run), batched: a `SteeringEffect` with ``per_example`` (n, coefficients), means and intervals.
 
     >>> import mechscope
     >>> model = mechscope.tiny_model("llama")
@@ -363,8 +372,15 @@ def steering_sweep(model: Model, prompt: str, steer: SteeringVector, coefficient
     if not isinstance(steer, SteeringVector):
         raise InputError(f"steering_sweep needs a SteeringVector (mechscope.steering_vector), got {steer!r}.")
     coefs = _coef_list(coefficients)
-    _as_vector(model, steer, None)
+    vec, layer = _as_vector(model, steer, None)
     _check_count(max_new_tokens)
+    if is_dataset(prompt):
+        from .steering_batch import steering_effect
+
+        bound = None if metric is None else as_metric(metric, model)
+        return steering_effect(model, prompt, vec, layer, coefs, bound)
+    if metric is not None:
+        raise InputError("metric= is for a dataset; one prompt's sweep compares generations.")
     model.to_tokens(prompt)
     gens = tuple(generate(model, prompt, steer=steer, coefficient=c, max_new_tokens=max_new_tokens)
                  for c in coefs)
@@ -403,8 +419,12 @@ def steering_playground(model: Model, prompt: str, steer: SteeringVector, *,
     from ..widgets.steering_playground import SteeringPlayground
 
     check_model(model, "steering_playground")
+    if not isinstance(prompt, str):
+        raise InputError(f"steering_playground takes one prompt (a str), got {type(prompt).__name__}; "
+                         "evaluate a dataset with steering_sweep(model, dataset, vec).")
     coefs = sorted(set(_coef_list(coefficients)) | {0.0})
     sweep = steering_sweep(model, prompt, steer, coefficients=coefs, max_new_tokens=max_new_tokens)
+    assert isinstance(sweep, SteeringSweep)
     n = int(max_new_tokens)
 
     def regenerate(text: str, coefficient: float, should_stop: Callable[[], bool]) -> Generation:
