@@ -258,3 +258,38 @@ def test_steering_sweep_over_pairs_equals_hand_steered_runs(tiny):
     assert e.to_pandas().shape == (12, 3)
     with pytest.raises(InputError, match="metric= is for a dataset"):
         mechscope.steering_sweep(tiny, "The cat", vec, metric=logit_diff(" the", " of"))
+
+
+# ---- the remote path serialises the batched traces too --------------------------------------------
+def test_dataset_verbs_equal_local_through_remote_local(tiny_llama):
+    """remote="local" runs nnsight's real serialise/deserialise path, as a request to NDIF does."""
+    data = pairs(ROLE_ROWS)
+    vec = mechscope.steering_vector(tiny_llama, ["good great fine"], ["bad awful sad"], layer=1)
+
+    def run():
+        return (mechscope.patch(tiny_llama, data, site="heads", progress=False).per_example,
+                mechscope.patch(tiny_llama, data, site="resid", method="attribution", progress=False).per_example,
+                mechscope.ablate(tiny_llama, data, mechscope.heads(0, [1]), method="resample",
+                                 reference=["The quick brown fox jumps over it"], progress=False).per_example,
+                mechscope.activations(tiny_llama, data).per_example,
+                mechscope.logit_lens(tiny_llama, data).per_example,
+                mechscope.steering_sweep(tiny_llama, data, vec, coefficients=[1]).per_example)
+
+    local = run()
+    tiny_llama.remote = "local"
+    try:
+        remote = run()
+    finally:
+        tiny_llama.remote = False
+    for a, b in zip(local, remote, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6, rtol=0)
+
+
+def test_cell_rerun_of_a_dataset_result_reruns_the_dataset(tiny_llama):
+    from mechscope.interventions.patching import cell_rerun
+
+    for site in ("resid", "heads"):
+        r = mechscope.patch(tiny_llama, pairs(ROLE_ROWS), site=site, progress=False)
+        cell = cell_rerun(r, tiny_llama)(1, 1)
+        assert cell.per_example.shape == (4,)
+        np.testing.assert_allclose(cell.per_example, r.per_example[:, 1, 1], atol=1e-5)

@@ -98,6 +98,7 @@ class _Plan:
     clean_prompt: str
     corrupt_prompt: str
     dataset_name: str | None = None
+    dataset: PromptPairs | None = None
 
 
 def _tokens_of(model: Model, ids: torch.Tensor) -> list[str]:
@@ -180,7 +181,7 @@ def _dataset_plan(model: Model, data: PromptPairs, site: str, positions: Any) ->
         columns = list(range(len(names))) if names is not None else chosen
     return _Plan(groups, len(data), columns, chosen, names,
                  model.decode_tokens(tok.clean_ids[0]), model.decode_tokens(tok.corrupt_ids[0]),
-                 data.clean[0], data.corrupt[0], data.name)
+                 data.clean[0], data.corrupt[0], data.name, data)
 
 
 def _misaligned(data: PromptPairs, lengths: list[tuple[int, int]]) -> str:
@@ -349,7 +350,7 @@ def _result(model: Model, plan: _Plan, bound: BoundMetric, site: str, method: st
         corrupt_per_example=corrupt if dataset else None,
         ci_low=None if summary is None else summary.ci_low,
         ci_high=None if summary is None else summary.ci_high,
-        column_names=plan.column_names, dataset_name=plan.dataset_name,
+        column_names=plan.column_names, dataset_name=plan.dataset_name, dataset=plan.dataset,
     )
 
 
@@ -477,11 +478,26 @@ def cell_rerun(result: PatchingResult, model: Model, *, metric: Metric | BoundMe
     def rerun(row: int, col: int) -> CellPatch:
         if not (0 <= row < rows and 0 <= col < cols):
             raise InputError(f"cell ({row}, {col}) is outside the {rows} x {cols} map.")
+        layer = result.layers[row]
+        if result.dataset is not None:
+            return _dataset_cell(model, result, bound, layer, col, int(top_k))
         if result.site == "heads":
             return patch_cell(model, result.clean_prompt, result.corrupt_prompt, bound, result.site,
-                              result.layers[row], result.columns[col], positions=result.positions,
-                              top_k=int(top_k))
+                              layer, result.columns[col], positions=result.positions, top_k=int(top_k))
         return patch_cell(model, result.clean_prompt, result.corrupt_prompt, bound, result.site,
-                          result.layers[row], result.columns[col], top_k=int(top_k))
+                          layer, result.columns[col], top_k=int(top_k))
 
     return rerun
+
+
+def _dataset_cell(model: Model, result: PatchingResult, bound: BoundMetric, layer: int, col: int,
+                  top_k: int) -> CellPatch:
+    """`patch_cell` of column ``col`` at ``layer`` over the dataset ``result`` was made on."""
+    names = result.column_names
+    if result.site == "heads":
+        positions = names if names is not None else (result.positions or None)
+        return patch_cell(model, result.dataset, metric=bound, site="heads", layer=layer,
+                          column=result.columns[col], positions=positions, top_k=top_k)
+    column = names[col] if names is not None else result.columns[col]
+    return patch_cell(model, result.dataset, metric=bound, site=result.site, layer=layer,
+                      column=column, top_k=top_k)

@@ -80,6 +80,8 @@ class PatchingResult:
     #: role names when columns are roles ("S1", "IO", "END"): ``columns`` then index them.
     column_names: list[str] | None = None
     dataset_name: str | None = None
+    #: the dataset itself (`mechscope.datasets.PromptPairs`), so a widget can re-run a cell on it.
+    dataset: Any = field(default=None, repr=False, compare=False)
 
     @property
     def n(self) -> int:
