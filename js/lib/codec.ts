@@ -67,36 +67,27 @@ function decodeScaled(bytes: Uint8Array, n: number, dtype: WireDtype, s: Scale):
   return out;
 }
 
+/** `out` with out[i] = read(i) for every i. */
+function fill<T extends NumericArray>(out: T, read: (i: number) => number): T {
+  for (let i = 0; i < out.length; i++) out[i] = read(i);
+  return out;
+}
+
 /** Little-endian values of `dtype` into a fresh array of the matching type (copying, so alignment
  * and the host's byte order never matter). */
 function decodeRaw(bytes: Uint8Array, n: number, dtype: string): NumericArray {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   switch (dtype) {
-    case "float32": {
-      const out = new Float32Array(n);
-      for (let i = 0; i < n; i++) out[i] = view.getFloat32(i * 4, true);
-      return out;
-    }
-    case "float16": {
-      const out = new Float32Array(n);
-      for (let i = 0; i < n; i++) out[i] = halfToFloat(view.getUint16(i * 2, true));
-      return out;
-    }
-    case "uint8": {
-      const out = new Uint8Array(n);
-      out.set(bytes.subarray(0, n));
-      return out;
-    }
-    case "uint16": {
-      const out = new Uint16Array(n);
-      for (let i = 0; i < n; i++) out[i] = view.getUint16(i * 2, true);
-      return out;
-    }
-    case "int32": {
-      const out = new Int32Array(n);
-      for (let i = 0; i < n; i++) out[i] = view.getInt32(i * 4, true);
-      return out;
-    }
+    case "float32":
+      return fill(new Float32Array(n), (i) => view.getFloat32(i * 4, true));
+    case "float16":
+      return fill(new Float32Array(n), (i) => halfToFloat(view.getUint16(i * 2, true)));
+    case "uint8":
+      return new Uint8Array(bytes.subarray(0, n));
+    case "uint16":
+      return fill(new Uint16Array(n), (i) => view.getUint16(i * 2, true));
+    case "int32":
+      return fill(new Int32Array(n), (i) => view.getInt32(i * 4, true));
     case "int64":
     case "uint64":
       throw new Error(`mechscope codec: ${dtype} is not a wire dtype (JS numbers are not exact past 2^53); encode as int32`);

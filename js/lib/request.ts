@@ -1,9 +1,9 @@
 // One request / reply mechanism for the widgets that ask the kernel to compute something
-// (SteeringPlayground's generations, PatchingMap's cell re-runs). A request carries a `kind`
-// discriminator and an `id` (a message sent with model.send, or, for PatchingMap, the
-// `selected` cell it sets); Python answers in a reply trait that names the request it answers
-// (`id` / `client_id`, or the cell), so a view only shows the reply to its latest request.
-// Python side: src/mechscope/widgets/requests.py.
+// (SteeringPlayground's generations, PatchingMap's cell re-runs). A request is a message sent
+// with model.send carrying a `kind` discriminator and an `id` (numbered per view); Python
+// (src/mechscope/widgets/requests.py) answers in a reply trait that names the id it answers
+// (`client_id`; None for a request made from Python), so a view shows only the reply to its
+// newest request, or, when it awaits none of its own, whatever the kernel reports.
 import type { AnyModel } from "./model";
 
 export interface Request {
@@ -11,10 +11,11 @@ export interface Request {
   id: number;
 }
 
-/** Numbered requests from one view; `waited()` says how long the newest has gone unanswered. */
+/** Numbered requests from one view, and which reply is the one it waits for. */
 export class Requests<R extends Request> {
   private nextId = 0;
   private sentAt = 0;
+  private awaiting: number | null = null; // the id of this view's newest request (null: none)
 
   constructor(private readonly model: { send(msg: unknown): void }) {}
 
@@ -22,8 +23,21 @@ export class Requests<R extends Request> {
   send(msg: Omit<R, "id">): number {
     this.nextId += 1;
     this.sentAt = Date.now();
+    this.awaiting = this.nextId;
     this.model.send({ ...msg, id: this.nextId });
     return this.nextId;
+  }
+
+  /** The widget was moved elsewhere (from Python, or by another view): stop waiting for a
+   * reply to this view's own request; the reply trait's value is the one to show. */
+  forget(): void {
+    this.awaiting = null;
+  }
+
+  /** Whether `reply` (a reply trait's value) is the one to show: its `field` names this view's
+   * newest request, or this view awaits no reply of its own. */
+  answers(reply: unknown, field: string): boolean {
+    return this.awaiting === null || answers(reply, field, this.awaiting);
   }
 
   /** Milliseconds since the newest request was sent. */
@@ -37,8 +51,7 @@ export function sameKey(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
 
-/** Whether `reply` (a reply trait's value) answers the request whose key is `key`, the key
- * being the reply's `field` ("cell", "client_id", ...). */
+/** Whether `reply` (a reply trait's value) has `key` as its `field` ("cell", "client_id", ...). */
 export function answers(reply: unknown, field: string, key: unknown): boolean {
   return !!reply && typeof reply === "object" && field in reply && sameKey((reply as Record<string, unknown>)[field], key);
 }

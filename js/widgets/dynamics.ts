@@ -5,8 +5,9 @@
 // canvas, never as HTML.
 import { decodeFloat, type EncodedArray } from "../lib/codec";
 import { colorBarCanvas, colorTable, formatValue, type Range } from "../lib/colors";
-import { ensureStyle, h, ownKeys, redrawWhenAttached } from "../lib/dom";
-import { ARROWS, axisLabels, cellColour, moveCell, paintCells } from "../lib/grid";
+import { h, ownKeys } from "../lib/dom";
+import { ARROWS, axisLabels, cellAtEvent, cellColour, moveCell, paintCells, sizeCanvas, Tooltip, type Cell } from "../lib/grid";
+import { onChange, viewWidget, type AnyModel } from "../lib/model";
 
 interface Stats {
   pearson: number | null;
@@ -16,20 +17,26 @@ interface Stats {
   steps_spearman: number | null;
 }
 
-type ArrayTrait = "steps" | "structure" | "structure_curve" | "behaviour_curve" | "emergence_steps" | "windows";
-
-interface DynamicsModel {
-  get(name: ArrayTrait): EncodedArray;
-  get(name: "runs" | "row_labels" | "col_labels"): string[];
-  get(name: "structure_name" | "behaviour_name" | "method" | "title"): string;
-  get(name: "stats"): Stats;
-  get(name: "step_index"): number;
-  get(name: "vmin" | "vmax"): number;
-  set(name: "step_index", value: number): void;
-  save_changes(): void;
-  on(event: string, cb: () => void): void;
-  off(event?: string, cb?: () => void): void;
-}
+type DynamicsTraits = {
+  steps: EncodedArray;
+  structure: EncodedArray;
+  structure_curve: EncodedArray;
+  behaviour_curve: EncodedArray;
+  emergence_steps: EncodedArray;
+  windows: EncodedArray;
+  runs: string[];
+  row_labels: string[];
+  col_labels: string[];
+  structure_name: string;
+  behaviour_name: string;
+  method: string;
+  title: string;
+  stats: Stats;
+  step_index: number;
+  vmin: number;
+  vmax: number;
+};
+type DynamicsModel = AnyModel<DynamicsTraits>;
 
 // Colours that read on light and dark backgrounds alike.
 export const STRUCTURE_RGB = "#4e79a7";
@@ -41,12 +48,9 @@ const SCATTER = 250;
 const MIN_LABEL_CELL = 11;
 
 const STYLE_ID = "mechscope-dynamics-style-v1";
-
-function ensureDynamicsStyle(): void {
-  if (document.getElementById(STYLE_ID)) return;
-  const style = document.createElement("style");
-  style.id = STYLE_ID;
-  style.textContent = `
+const DATA = ["runs", "steps", "structure", "row_labels", "col_labels", "structure_name", "behaviour_name",
+  "structure_curve", "behaviour_curve", "emergence_steps", "windows", "stats", "method", "title", "vmin", "vmax"] as const;
+const CSS = `
 .ms-dyn { display: block; }
 .ms-dyn-summary { color: var(--jp-ui-font-color2, #555); margin-bottom: 6px; }
 .ms-dyn-legend { display: flex; flex-wrap: wrap; gap: 14px; margin: 4px 0 6px 0; align-items: center; }
@@ -73,8 +77,6 @@ function ensureDynamicsStyle(): void {
 .ms-dyn-stats { max-width: 420px; line-height: 1.5; }
 .ms-dyn-stats div { white-space: pre-wrap; }
 `;
-  document.head.appendChild(style);
-}
 
 /** CSS text colour of an element (what axes and labels use: follows the light/dark theme). */
 function inkOf(node: HTMLElement): string {
@@ -160,137 +162,108 @@ function clip(text: string, max: number): string {
   return text.length > max ? `${text.slice(0, max - 1)}…` : text;
 }
 
-function render({ model, el }: { model: DynamicsModel; el: HTMLElement }): () => void {
-  ensureStyle();
-  ensureDynamicsStyle();
-  const root = h("div", "ms-root ms-dyn");
-  const title = h("div", "ms-title");
-  const summary = h("div", "ms-dyn-summary");
-  const legend = h("div", "ms-dyn-legend");
-  const curvesHead = h("div", "ms-dyn-section");
-  const curvePanels = h("div", "ms-dyn-panels ms-dyn-curves");
-  const slider = h("div", "ms-dyn-slider");
-  const range = h("input", "ms-dyn-range");
-  range.type = "range";
-  ownKeys(range);
-  range.min = "0";
-  range.step = "1";
-  const rangeLabel = h("label", undefined, "training step");
-  const stepText = h("span", "ms-dyn-steplabel");
-  const rangeId = `ms-dyn-range-${Math.random().toString(36).slice(2, 10)}`;
-  range.id = rangeId;
-  rangeLabel.htmlFor = rangeId;
-  slider.append(rangeLabel, range, stepText);
-  const heatHead = h("div", "ms-dyn-section");
-  const heatPanels = h("div", "ms-dyn-panels ms-dyn-heats");
-  const bottomHead = h("div", "ms-dyn-section");
-  const bottom = h("div", "ms-dyn-bottom");
-  const scatter = h("canvas", "ms-dyn-scatter");
-  scatter.tabIndex = 0;
-  ownKeys(scatter);
-  scatter.setAttribute("role", "img");
-  const stats = h("div", "ms-dyn-stats");
-  bottom.append(scatter, stats);
-  const tooltip = h("div", "ms-tooltip");
-  root.append(title, summary, legend, curvesHead, curvePanels, slider, heatHead, heatPanels,
-    bottomHead, bottom, tooltip);
-  el.replaceChildren(root);
+/** The decoded arrays of a Dynamics model (decoded once per change of the data traits). */
+class DynData {
+  runs: string[] = [];
+  steps: Float32Array = new Float32Array(0);
+  xs = new Float64Array(0); // log1p(step)
+  nRuns = 0;
+  nCk = 0;
+  nRows = 0;
+  nCols = 0;
+  structure: Float32Array = new Float32Array(0);
+  sCurve: Float32Array = new Float32Array(0);
+  bCurve: Float32Array = new Float32Array(0);
+  emerg: Float32Array = new Float32Array(0);
+  wins: Float32Array = new Float32Array(0);
+  sRange: Axis = niceAxis({ lo: 0, hi: 1 });
+  bRange: Axis = niceAxis({ lo: 0, hi: 1 });
 
-  // ---- data (decoded once per change of the arrays) ------------------------------------------
-  let runs: string[] = [];
-  let steps: Float32Array = new Float32Array(0);
-  let xs = new Float64Array(0); // log1p(step)
-  let nRuns = 0;
-  let nCk = 0;
-  let nRows = 0;
-  let nCols = 0;
-  let structure: Float32Array = new Float32Array(0);
-  let sCurve: Float32Array = new Float32Array(0);
-  let bCurve: Float32Array = new Float32Array(0);
-  let emerg: Float32Array = new Float32Array(0);
-  let wins: Float32Array = new Float32Array(0);
-  let sRange: Axis = niceAxis({ lo: 0, hi: 1 });
-  let bRange: Axis = niceAxis({ lo: 0, hi: 1 });
-  let curveCanvases: HTMLCanvasElement[] = [];
-  let heatCanvases: HTMLCanvasElement[] = [];
-  let heatCell: [number, number] = [1, 1];
-  let cursor: [number, number] = [0, 0];
-  let scatterPick = -1;
-  let scatterPts: { run: number; x: number; y: number }[] = [];
-  const table = colorTable("viridis");
+  constructor(readonly model: DynamicsModel) {}
 
-  const stepIndex = (): number => Math.max(0, Math.min(nCk - 1, model.get("step_index") | 0));
-
-  function setStep(i: number): void {
-    const k = Math.max(0, Math.min(nCk - 1, i));
-    if (k === model.get("step_index")) return;
-    model.set("step_index", k);
-    model.save_changes();
+  load(): void {
+    const m = this.model;
+    this.runs = m.get("runs");
+    this.steps = decodeFloat(m.get("steps")).values;
+    this.nCk = this.steps.length;
+    this.xs = Float64Array.from(this.steps, (s) => Math.log1p(Math.max(0, s)));
+    const st = decodeFloat(m.get("structure"));
+    [this.nRuns, , this.nRows, this.nCols] = st.shape;
+    this.structure = st.values;
+    this.sCurve = decodeFloat(m.get("structure_curve")).values;
+    this.bCurve = decodeFloat(m.get("behaviour_curve")).values;
+    this.emerg = decodeFloat(m.get("emergence_steps")).values;
+    this.wins = decodeFloat(m.get("windows")).values;
+    const sr = finiteRange(this.sCurve, 0);
+    this.sRange = niceAxis({ lo: Math.min(sr.lo, 0), hi: sr.hi });
+    this.bRange = niceAxis(finiteRange(this.bCurve, 0));
   }
 
-  function load(): void {
-    runs = model.get("runs");
-    steps = decodeFloat(model.get("steps")).values;
-    nCk = steps.length;
-    xs = Float64Array.from(steps, (s) => Math.log1p(Math.max(0, s)));
-    const st = decodeFloat(model.get("structure"));
-    [nRuns, , nRows, nCols] = st.shape;
-    structure = st.values;
-    sCurve = decodeFloat(model.get("structure_curve")).values;
-    bCurve = decodeFloat(model.get("behaviour_curve")).values;
-    emerg = decodeFloat(model.get("emergence_steps")).values;
-    wins = decodeFloat(model.get("windows")).values;
-    const sr = finiteRange(sCurve, 0);
-    sRange = niceAxis({ lo: Math.min(sr.lo, 0), hi: sr.hi });
-    bRange = niceAxis(finiteRange(bCurve, 0));
+  stepIndex(): number {
+    return Math.max(0, Math.min(this.nCk - 1, this.model.get("step_index") | 0));
   }
 
-  // ---- text parts ---------------------------------------------------------------------------
-  function drawText(): void {
-    const sName = model.get("structure_name");
-    const bName = model.get("behaviour_name");
-    const st = model.get("stats");
-    title.textContent = model.get("title");
-    const r = st.pearson === null ? "n/a" : st.pearson.toFixed(3);
-    summary.textContent = `${runs.length} runs × ${nCk} checkpoints (steps ${stepLabel(steps[0])}–${stepLabel(steps[nCk - 1])}). ` +
-      `Correlation of ${sName} (best unit) with ${bName} over ${st.n} (run, checkpoint) pairs: Pearson r = ${r}.`;
-    legend.replaceChildren();
-    const item = (swatchClass: string, colour: string | null, text: string): HTMLElement => {
-      const span = h("span");
-      const sw = h("span", `ms-dyn-swatch ${swatchClass}`);
-      if (colour) sw.style.background = colour;
-      span.append(sw, h("span", undefined, text));
-      return span;
-    };
-    legend.append(
-      item("", STRUCTURE_RGB, `${sName}, best unit (left scale)`),
-      item("", BEHAVIOUR_RGB, `${bName} (right scale)`),
-      item("ms-dashed", null, `emergence step (${model.get("method")})`),
-      item("ms-band", STRUCTURE_RGB, "transition window (20–80% of the change)"),
-    );
-    curvesHead.textContent = "Curves over training (x: step, log scale). Click or use ←/→ on a panel to pick a step.";
-    heatHead.textContent = `${sName} per ${nCols && model.get("col_labels")[0] === "H0" ? "head" : "unit"} at the slider's step (rows: layers; one shared colour scale)`;
-    bottomHead.textContent = "Emergence steps across runs";
+  setStep(i: number): void {
+    const k = Math.max(0, Math.min(this.nCk - 1, i));
+    if (k === this.model.get("step_index")) return;
+    this.model.set("step_index", k);
+    this.model.save_changes();
   }
 
-  // ---- curve panels -------------------------------------------------------------------------
-  function px(x: number): number {
-    const x0 = xs[0];
-    const x1 = xs[nCk - 1];
+  /** Run r's transition windows: [structure from, to, behaviour from, to]. */
+  windows(r: number): [number, number, number, number] {
+    const w = this.wins;
+    return [w[r * 4], w[r * 4 + 1], w[r * 4 + 2], w[r * 4 + 3]];
+  }
+
+  /** The curve panels' x (CSS px) of log1p(step) `x`. */
+  px(x: number): number {
+    const x0 = this.xs[0];
+    const x1 = this.xs[this.nCk - 1];
     const w = CURVE_W - MARGIN.l - MARGIN.r;
     return MARGIN.l + (x1 > x0 ? ((x - x0) / (x1 - x0)) * w : w / 2);
   }
-  function py(v: number, r: Range): number {
-    const hgt = CURVE_H - MARGIN.t - MARGIN.b;
-    return MARGIN.t + (1 - (v - r.lo) / (r.hi - r.lo)) * hgt;
-  }
 
-  function buildCurves(): void {
-    curvePanels.replaceChildren();
-    curveCanvases = [];
-    for (let r = 0; r < nRuns; r++) {
+  nearestCheckpoint(offsetX: number): number {
+    let best = 0;
+    for (let k = 1; k < this.nCk; k++) if (Math.abs(this.px(this.xs[k]) - offsetX) < Math.abs(this.px(this.xs[best]) - offsetX)) best = k;
+    return best;
+  }
+}
+
+function py(v: number, r: Range): number {
+  const hgt = CURVE_H - MARGIN.t - MARGIN.b;
+  return MARGIN.t + (1 - (v - r.lo) / (r.hi - r.lo)) * hgt;
+}
+
+/** A vertical line at x (rounded to a pixel) from the top to the bottom of a curve panel's plot. */
+function vline(ctx: CanvasRenderingContext2D, x0: number, colour: string, dash: number[], width: number): void {
+  const x = Math.round(x0) + 0.5;
+  ctx.save();
+  ctx.setLineDash(dash);
+  ctx.strokeStyle = colour;
+  ctx.lineWidth = width;
+  ctx.beginPath();
+  ctx.moveTo(x, MARGIN.t);
+  ctx.lineTo(x, CURVE_H - MARGIN.b);
+  ctx.stroke();
+  ctx.restore();
+}
+
+/** One panel per run: both curves over training, their emergence steps and windows, the slider's step. */
+class CurvePanels {
+  readonly box = h("div", "ms-dyn-panels ms-dyn-curves");
+  private canvases: HTMLCanvasElement[] = [];
+
+  constructor(private readonly d: DynData, private readonly tip: Tooltip, private readonly root: HTMLElement) {}
+
+  build(): void {
+    const d = this.d;
+    this.box.replaceChildren();
+    this.canvases = [];
+    for (let r = 0; r < d.nRuns; r++) {
       const panel = h("div", "ms-dyn-panel");
-      const label = h("div", "ms-dyn-label", runs[r] ?? `run ${r}`);
+      const label = h("div", "ms-dyn-label", d.runs[r] ?? `run ${r}`);
       const c = h("canvas", "ms-dyn-curve");
       c.width = CURVE_W;
       c.height = CURVE_H;
@@ -298,231 +271,234 @@ function render({ model, el }: { model: DynamicsModel; el: HTMLElement }): () =>
       ownKeys(c);
       c.setAttribute("role", "img");
       c.dataset.run = String(r);
-      c.addEventListener("mousemove", (ev) => curveHover(r, ev));
-      c.addEventListener("mouseleave", hideTip);
-      c.addEventListener("click", (ev) => setStep(nearestCheckpoint(ev.offsetX)));
-      c.addEventListener("keydown", (ev) => stepKeys(ev, r));
-      c.addEventListener("blur", hideTip);
+      c.addEventListener("mousemove", (ev) => this.tip.show(this.tipText(r, d.nearestCheckpoint(ev.offsetX)), ev.clientX, ev.clientY));
+      c.addEventListener("mouseleave", () => this.tip.hide());
+      c.addEventListener("click", (ev) => d.setStep(d.nearestCheckpoint(ev.offsetX)));
+      c.addEventListener("keydown", (ev) => this.onKey(ev, r));
+      c.addEventListener("blur", () => this.tip.hide());
       panel.append(label, c);
-      curvePanels.append(panel);
-      curveCanvases.push(c);
+      this.box.append(panel);
+      this.canvases.push(c);
     }
   }
 
-  function nearestCheckpoint(offsetX: number): number {
-    let best = 0;
-    for (let k = 1; k < nCk; k++) if (Math.abs(px(xs[k]) - offsetX) < Math.abs(px(xs[best]) - offsetX)) best = k;
-    return best;
-  }
-
-  function drawCurve(r: number): void {
-    const c = curveCanvases[r];
+  draw(r: number): void {
+    const { d } = this;
+    const c = this.canvases[r];
     const ctx = c.getContext("2d")!;
-    const ink = inkOf(root);
-    const k = stepIndex();
+    const ink = inkOf(this.root);
+    const k = d.stepIndex();
     ctx.clearRect(0, 0, c.width, c.height);
     ctx.font = "10px sans-serif";
-    const top = MARGIN.t;
-    const bot = CURVE_H - MARGIN.b;
-    // transition windows (structure, behaviour), shaded
+    this.drawWindows(ctx, r);
+    this.drawAxes(ctx, ink);
+    this.yTicks(ctx, d.sRange, MARGIN.l - 3, "right", STRUCTURE_RGB);
+    this.yTicks(ctx, d.bRange, CURVE_W - MARGIN.r + 3, "left", BEHAVIOUR_RGB);
+    // emergence steps, dashed
+    const [sx, bx] = [d.emerg[r * 2], d.emerg[r * 2 + 1]];
+    if (Number.isFinite(sx)) vline(ctx, d.px(Math.log1p(Math.max(0, sx))), STRUCTURE_RGB, [4, 3], 1.5);
+    if (Number.isFinite(bx)) vline(ctx, d.px(Math.log1p(Math.max(0, bx))), BEHAVIOUR_RGB, [4, 3], 1.5);
+    this.line(ctx, r, d.sCurve, d.sRange, STRUCTURE_RGB);
+    this.line(ctx, r, d.bCurve, d.bRange, BEHAVIOUR_RGB);
+    // the slider's step
+    if (Number.isFinite(d.steps[k])) vline(ctx, d.px(Math.log1p(Math.max(0, d.steps[k]))), withAlpha(ink, 0.75), [], 1);
+    c.dataset.step = String(d.steps[k]);
+    c.setAttribute("aria-label",
+      `${d.runs[r]}: ${d.model.get("structure_name")} and ${d.model.get("behaviour_name")} over training; ` +
+      `at step ${stepLabel(d.steps[k])}: ${formatValue(d.sCurve[r * d.nCk + k])} and ${formatValue(d.bCurve[r * d.nCk + k])}`);
+  }
+
+  /** Transition windows (structure, behaviour), shaded. */
+  private drawWindows(ctx: CanvasRenderingContext2D, r: number): void {
+    const [s0, s1, b0, b1] = this.d.windows(r);
     const shade = (lo: number, hi: number, colour: string): void => {
       if (!Number.isFinite(lo) || !Number.isFinite(hi)) return;
-      const a = px(Math.log1p(lo));
-      const b = px(Math.log1p(hi));
+      const a = this.d.px(Math.log1p(lo));
+      const b = this.d.px(Math.log1p(hi));
       ctx.fillStyle = withAlpha(colour, 0.16);
-      ctx.fillRect(a, top, Math.max(1, b - a), bot - top);
+      ctx.fillRect(a, MARGIN.t, Math.max(1, b - a), CURVE_H - MARGIN.b - MARGIN.t);
     };
-    shade(wins[r * 4], wins[r * 4 + 1], STRUCTURE_RGB);
-    shade(wins[r * 4 + 2], wins[r * 4 + 3], BEHAVIOUR_RGB);
-    // axes
+    shade(s0, s1, STRUCTURE_RGB);
+    shade(b0, b1, BEHAVIOUR_RGB);
+  }
+
+  /** The plot's frame and the step axis (0, 1, 10, 100, ... and the last step). */
+  private drawAxes(ctx: CanvasRenderingContext2D, ink: string): void {
+    const { d } = this;
+    const top = MARGIN.t;
+    const bot = CURVE_H - MARGIN.b;
     ctx.strokeStyle = withAlpha(ink, 0.5);
     ctx.lineWidth = 1;
     ctx.strokeRect(MARGIN.l + 0.5, top + 0.5, CURVE_W - MARGIN.l - MARGIN.r, bot - top);
     ctx.fillStyle = ink;
     ctx.textAlign = "center";
     ctx.textBaseline = "top";
-    const maxStep = steps[nCk - 1];
+    const maxStep = d.steps[d.nCk - 1];
     const ticks = [0];
     for (let p = 1; p <= maxStep * 1.0001; p *= 10) ticks.push(p);
     for (const s of ticks) {
-      if (s < steps[0]) continue;
-      const x = px(Math.log1p(s));
+      if (s < d.steps[0]) continue;
+      const x = d.px(Math.log1p(s));
       ctx.fillRect(x, bot, 1, 3);
       ctx.fillText(stepLabel(s), x, bot + 4);
     }
     if (maxStep > ticks[ticks.length - 1] * 1.5) {
-      const x = px(xs[nCk - 1]);
+      const x = d.px(d.xs[d.nCk - 1]);
       ctx.fillRect(x, bot, 1, 3);
       ctx.fillText(stepLabel(maxStep), x - 4, bot + 4);
     }
     ctx.fillText("step", (MARGIN.l + CURVE_W - MARGIN.r) / 2, bot + 15);
-    const yTicks = (rg: Axis, x: number, align: CanvasTextAlign, colour: string): void => {
-      ctx.textAlign = align;
-      ctx.textBaseline = "middle";
-      ctx.fillStyle = colour;
-      for (const v of rg.ticks) {
-        const y = py(v, rg);
-        ctx.fillRect(align === "right" ? x + 1 : x - 4, Math.round(y), 3, 1);
-        ctx.fillText(v.toFixed(rg.decimals), align === "right" ? x - 1 : x + 1, y);
+  }
+
+  private yTicks(ctx: CanvasRenderingContext2D, rg: Axis, x: number, align: CanvasTextAlign, colour: string): void {
+    ctx.textAlign = align;
+    ctx.textBaseline = "middle";
+    ctx.fillStyle = colour;
+    for (const v of rg.ticks) {
+      const y = py(v, rg);
+      ctx.fillRect(align === "right" ? x + 1 : x - 4, Math.round(y), 3, 1);
+      ctx.fillText(v.toFixed(rg.decimals), align === "right" ? x - 1 : x + 1, y);
+    }
+  }
+
+  /** Run r's curve of `vals` (runs x checkpoints), broken at NaN / inf. */
+  private line(ctx: CanvasRenderingContext2D, r: number, vals: Float32Array, rg: Range, colour: string): void {
+    const { d } = this;
+    ctx.strokeStyle = colour;
+    ctx.fillStyle = colour;
+    ctx.lineWidth = 2;
+    ctx.beginPath();
+    let pen = false;
+    for (let j = 0; j < d.nCk; j++) {
+      const v = vals[r * d.nCk + j];
+      if (!Number.isFinite(v)) {
+        pen = false;
+        continue;
       }
-    };
-    yTicks(sRange, MARGIN.l - 3, "right", STRUCTURE_RGB);
-    yTicks(bRange, CURVE_W - MARGIN.r + 3, "left", BEHAVIOUR_RGB);
-    // emergence steps, dashed
-    const vline = (step: number, colour: string, dash: number[], width: number): void => {
-      if (!Number.isFinite(step)) return;
-      const x = Math.round(px(Math.log1p(Math.max(0, step)))) + 0.5;
-      ctx.save();
-      ctx.setLineDash(dash);
-      ctx.strokeStyle = colour;
-      ctx.lineWidth = width;
-      ctx.beginPath();
-      ctx.moveTo(x, top);
-      ctx.lineTo(x, bot);
-      ctx.stroke();
-      ctx.restore();
-    };
-    vline(emerg[r * 2], STRUCTURE_RGB, [4, 3], 1.5);
-    vline(emerg[r * 2 + 1], BEHAVIOUR_RGB, [4, 3], 1.5);
-    // the curves
-    const line = (vals: Float32Array, rg: Range, colour: string): void => {
-      ctx.strokeStyle = colour;
-      ctx.fillStyle = colour;
-      ctx.lineWidth = 2;
-      ctx.beginPath();
-      let pen = false;
-      for (let j = 0; j < nCk; j++) {
-        const v = vals[r * nCk + j];
-        if (!Number.isFinite(v)) {
-          pen = false;
-          continue;
-        }
-        const x = px(xs[j]);
-        const y = py(v, rg);
-        if (pen) ctx.lineTo(x, y);
-        else ctx.moveTo(x, y);
-        pen = true;
-      }
-      ctx.stroke();
-    };
-    line(sCurve, sRange, STRUCTURE_RGB);
-    line(bCurve, bRange, BEHAVIOUR_RGB);
-    // the slider's step
-    vline(steps[k], withAlpha(ink, 0.75), [], 1);
-    c.dataset.step = String(steps[k]);
-    c.setAttribute("aria-label",
-      `${runs[r]}: ${model.get("structure_name")} and ${model.get("behaviour_name")} over training; ` +
-      `at step ${stepLabel(steps[k])}: ${formatValue(sCurve[r * nCk + k])} and ${formatValue(bCurve[r * nCk + k])}`);
+      const x = d.px(d.xs[j]);
+      const y = py(v, rg);
+      if (pen) ctx.lineTo(x, y);
+      else ctx.moveTo(x, y);
+      pen = true;
+    }
+    ctx.stroke();
   }
 
-  function curveTip(r: number, k: number): string {
-    return `${runs[r]}  |  step ${stepLabel(steps[k])}\n` +
-      `${model.get("structure_name")} (best unit): ${formatValue(sCurve[r * nCk + k])}\n` +
-      `${model.get("behaviour_name")}: ${formatValue(bCurve[r * nCk + k])}`;
+  private tipText(r: number, k: number): string {
+    const { d } = this;
+    return `${d.runs[r]}  |  step ${stepLabel(d.steps[k])}\n` +
+      `${d.model.get("structure_name")} (best unit): ${formatValue(d.sCurve[r * d.nCk + k])}\n` +
+      `${d.model.get("behaviour_name")}: ${formatValue(d.bCurve[r * d.nCk + k])}`;
   }
 
-  function curveHover(r: number, ev: MouseEvent): void {
-    const k = nearestCheckpoint(ev.offsetX);
-    showTip(curveTip(r, k), ev.clientX, ev.clientY);
-  }
-
-  function stepKeys(ev: KeyboardEvent, r: number): void {
-    const k = stepIndex();
-    const moves: Record<string, number> = { ArrowLeft: k - 1, ArrowRight: k + 1, ArrowDown: k - 1, ArrowUp: k + 1, Home: 0, End: nCk - 1 };
+  private onKey(ev: KeyboardEvent, r: number): void {
+    const { d } = this;
+    const k = d.stepIndex();
+    const moves: Record<string, number> = { ArrowLeft: k - 1, ArrowRight: k + 1, ArrowDown: k - 1, ArrowUp: k + 1, Home: 0, End: d.nCk - 1 };
     if (!(ev.key in moves)) return;
     ev.preventDefault();
-    setStep(moves[ev.key]);
-    const c = curveCanvases[r];
-    const rect = c.getBoundingClientRect();
-    showTip(curveTip(r, stepIndex()), rect.left + px(xs[stepIndex()]), rect.top + MARGIN.t + 10);
+    d.setStep(moves[ev.key]);
+    const rect = this.canvases[r].getBoundingClientRect();
+    this.tip.show(this.tipText(r, d.stepIndex()), rect.left + d.px(d.xs[d.stepIndex()]), rect.top + MARGIN.t + 10);
   }
+}
 
-  // ---- heatmaps -----------------------------------------------------------------------------
-  function buildHeatmaps(): void {
-    heatPanels.replaceChildren();
-    heatCanvases = [];
-    const rl = model.get("row_labels");
-    const cl = model.get("col_labels");
-    const cw = Math.max(2, Math.min(28, Math.floor(240 / Math.max(1, nCols))));
-    const ch = Math.max(4, Math.min(28, Math.floor(160 / Math.max(1, nRows))));
-    heatCell = [cw, ch];
-    for (let r = 0; r < nRuns; r++) {
-      const panel = h("div", "ms-dyn-panel");
-      panel.append(h("div", "ms-dyn-label", runs[r] ?? `run ${r}`));
-      const grid = h("div", "ms-dyn-hm");
-      const rows = h("div", "ms-rowlabels");
-      if (ch >= MIN_LABEL_CELL) axisLabels(rows, rl, ch, "row");
-      const c = h("canvas", "ms-dyn-heat");
-      c.width = nCols * cw;
-      c.height = nRows * ch;
-      c.tabIndex = 0;
-      ownKeys(c);
-      c.setAttribute("role", "img");
-      c.dataset.run = String(r);
-      c.dataset.cellW = String(cw);
-      c.dataset.cellH = String(ch);
-      c.addEventListener("mousemove", (ev) => {
-        const col = Math.floor(ev.offsetX / cw);
-        const row = Math.floor(ev.offsetY / ch);
-        if (row < 0 || col < 0 || row >= nRows || col >= nCols) return;
-        showTip(heatTip(r, row, col), ev.clientX, ev.clientY);
-      });
-      c.addEventListener("mouseleave", hideTip);
-      c.addEventListener("blur", hideTip);
-      c.addEventListener("keydown", (ev) => {
-        const d = ARROWS[ev.key];
-        if (!d) return;
-        ev.preventDefault();
-        cursor = moveCell(cursor, d, nRows, nCols);
-        const rect = c.getBoundingClientRect();
-        drawHeat(r);
-        showTip(heatTip(r, cursor[0], cursor[1]), rect.left + (cursor[1] + 0.5) * cw, rect.top + (cursor[0] + 0.5) * ch);
-      });
-      c.addEventListener("focus", () => drawHeat(r));
-      grid.append(rows, c);
-      const cols = h("div", "ms-collabels");
-      if (cw >= MIN_LABEL_CELL) axisLabels(cols, cl, cw, "col");
-      grid.append(h("div"), cols);
-      panel.append(grid);
-      heatPanels.append(panel);
-      heatCanvases.push(c);
-    }
+/** One grid per run of the structure metric at the slider's step (layers x units), one shared
+ * colour bar; the best unit outlined, a keyboard cursor when focused. */
+class HeatPanels {
+  readonly box = h("div", "ms-dyn-panels ms-dyn-heats");
+  private canvases: HTMLCanvasElement[] = [];
+  private cell: [number, number] = [1, 1];
+  private cursor: Cell = [0, 0];
+  private readonly table = colorTable("viridis");
+
+  constructor(private readonly d: DynData, private readonly tip: Tooltip, private readonly root: HTMLElement) {}
+
+  build(): void {
+    const { d } = this;
+    this.box.replaceChildren();
+    this.canvases = [];
+    const cw = Math.max(2, Math.min(28, Math.floor(240 / Math.max(1, d.nCols))));
+    const ch = Math.max(4, Math.min(28, Math.floor(160 / Math.max(1, d.nRows))));
+    this.cell = [cw, ch];
+    for (let r = 0; r < d.nRuns; r++) this.box.append(this.panel(r));
     // one shared colour bar
     const bar = h("div", "ms-dyn-bar");
-    const strip = colorBarCanvas(table, Math.max(56, Math.min(nRows * ch, 160)));
-    bar.append(h("div", undefined, formatValue(model.get("vmax"))), strip, h("div", undefined, formatValue(model.get("vmin"))));
-    heatPanels.append(bar);
+    const strip = colorBarCanvas(this.table, Math.max(56, Math.min(d.nRows * ch, 160)));
+    bar.append(h("div", undefined, formatValue(d.model.get("vmax"))), strip, h("div", undefined, formatValue(d.model.get("vmin"))));
+    this.box.append(bar);
   }
 
-  function heatValue(r: number, row: number, col: number): number {
-    return structure[((r * nCk + stepIndex()) * nRows + row) * nCols + col];
+  private panel(r: number): HTMLElement {
+    const { d } = this;
+    const [cw, ch] = this.cell;
+    const panel = h("div", "ms-dyn-panel");
+    panel.append(h("div", "ms-dyn-label", d.runs[r] ?? `run ${r}`));
+    const grid = h("div", "ms-dyn-hm");
+    const rows = h("div", "ms-rowlabels");
+    if (ch >= MIN_LABEL_CELL) axisLabels(rows, d.model.get("row_labels"), ch, "row");
+    const c = h("canvas", "ms-dyn-heat");
+    sizeCanvas(c, d.nCols * cw, d.nRows * ch);
+    c.tabIndex = 0;
+    ownKeys(c);
+    c.setAttribute("role", "img");
+    Object.assign(c.dataset, { run: String(r), cellW: String(cw), cellH: String(ch) });
+    c.addEventListener("mousemove", (ev) => {
+      const hit = cellAtEvent(c, ev, d.nRows, d.nCols);
+      if (hit) this.tip.show(this.tipText(r, ...hit), ev.clientX, ev.clientY);
+    });
+    c.addEventListener("mouseleave", () => this.tip.hide());
+    c.addEventListener("blur", () => this.tip.hide());
+    c.addEventListener("keydown", (ev) => this.onKey(ev, r));
+    c.addEventListener("focus", () => this.draw(r));
+    const cols = h("div", "ms-collabels");
+    if (cw >= MIN_LABEL_CELL) axisLabels(cols, d.model.get("col_labels"), cw, "col");
+    grid.append(rows, c, h("div"), cols);
+    panel.append(grid);
+    this.canvases.push(c);
+    return panel;
   }
 
-  function heatTip(r: number, row: number, col: number): string {
-    const rl = model.get("row_labels");
-    const cl = model.get("col_labels");
-    return `${runs[r]}  |  step ${stepLabel(steps[stepIndex()])}  |  ${rl[row] ?? row} ${cl[col] ?? col}\n` +
-      `${model.get("structure_name")}: ${formatValue(heatValue(r, row, col))}`;
+  private value(r: number, row: number, col: number): number {
+    const { d } = this;
+    return d.structure[((r * d.nCk + d.stepIndex()) * d.nRows + row) * d.nCols + col];
   }
 
-  function drawHeat(r: number): void {
-    const c = heatCanvases[r];
-    const [cw, ch] = heatCell;
-    const ctx = c.getContext("2d")!;
-    const rg: Range = { lo: model.get("vmin"), hi: model.get("vmax") };
+  private tipText(r: number, row: number, col: number): string {
+    const { d } = this;
+    const rl = d.model.get("row_labels");
+    const cl = d.model.get("col_labels");
+    return `${d.runs[r]}  |  step ${stepLabel(d.steps[d.stepIndex()])}  |  ${rl[row] ?? row} ${cl[col] ?? col}\n` +
+      `${d.model.get("structure_name")}: ${formatValue(this.value(r, row, col))}`;
+  }
+
+  /** Index of run r's highest cell at the current step (NaN never wins), and its value. */
+  private best(r: number): [number, number] {
+    const { nRows, nCols } = this.d;
     let best = -1;
     let bestV = -Infinity;
     for (let i = 0; i < nRows * nCols; i++) {
-      const v = heatValue(r, Math.floor(i / nCols), i % nCols);
-      if (v > bestV) { // NaN never wins
+      const v = this.value(r, Math.floor(i / nCols), i % nCols);
+      if (v > bestV) {
         bestV = v;
         best = i;
       }
     }
-    paintCells(ctx, { rows: nRows, cols: nCols, cellW: cw, cellH: ch, colour: (row, col) => cellColour(heatValue(r, row, col), table, rg) });
+    return [best, bestV];
+  }
+
+  draw(r: number): void {
+    const { d } = this;
+    const { nRows, nCols } = d;
+    const c = this.canvases[r];
+    const [cw, ch] = this.cell;
+    const ctx = c.getContext("2d")!;
+    const rg: Range = { lo: d.model.get("vmin"), hi: d.model.get("vmax") };
+    const [best, bestV] = this.best(r);
+    paintCells(ctx, { rows: nRows, cols: nCols, cellW: cw, cellH: ch, colour: (row, col) => cellColour(this.value(r, row, col), this.table, rg) });
     // the best unit (what the curves plot) outlined; the keyboard cursor when focused
     if (best >= 0 && cw >= 6 && ch >= 6) {
-      ctx.strokeStyle = inkOf(root);
+      ctx.strokeStyle = inkOf(this.root);
       ctx.lineWidth = 2;
       ctx.strokeRect((best % nCols) * cw + 1, Math.floor(best / nCols) * ch + 1, cw - 2, ch - 2);
     }
@@ -530,50 +506,86 @@ function render({ model, el }: { model: DynamicsModel; el: HTMLElement }): () =>
       ctx.strokeStyle = "#e15759";
       ctx.lineWidth = 2;
       ctx.setLineDash([3, 2]);
-      ctx.strokeRect(cursor[1] * cw + 1, cursor[0] * ch + 1, cw - 2, ch - 2);
+      ctx.strokeRect(this.cursor[1] * cw + 1, this.cursor[0] * ch + 1, cw - 2, ch - 2);
       ctx.setLineDash([]);
     }
-    c.dataset.step = String(steps[stepIndex()]);
-    c.dataset.lo = String(rg.lo);
-    c.dataset.hi = String(rg.hi);
+    const step = d.steps[d.stepIndex()];
+    Object.assign(c.dataset, { step: String(step), lo: String(rg.lo), hi: String(rg.hi) });
     c.setAttribute("aria-label",
-      `${runs[r]}: ${model.get("structure_name")} per ${nRows} layers x ${nCols} units at step ${stepLabel(steps[stepIndex()])}; ` +
+      `${d.runs[r]}: ${d.model.get("structure_name")} per ${nRows} layers x ${nCols} units at step ${stepLabel(step)}; ` +
       `highest ${formatValue(bestV)}`);
   }
 
-  // ---- emergence scatter ----------------------------------------------------------------------
-  function drawScatter(): void {
-    const c = scatter;
-    c.width = SCATTER;
-    c.height = SCATTER;
-    const ctx = c.getContext("2d")!;
-    const ink = inkOf(root);
-    const m = { l: 44, r: 12, t: 12, b: 36 };
-    const w = SCATTER - m.l - m.r;
-    const hgt = SCATTER - m.t - m.b;
+  private onKey(ev: KeyboardEvent, r: number): void {
+    const step = ARROWS[ev.key];
+    if (!step) return;
+    ev.preventDefault();
+    const { nRows, nCols } = this.d;
+    const [cw, ch] = this.cell;
+    this.cursor = moveCell(this.cursor, step, nRows, nCols);
+    const rect = this.canvases[r].getBoundingClientRect();
+    this.draw(r);
+    this.tip.show(this.tipText(r, ...this.cursor), rect.left + (this.cursor[1] + 0.5) * cw, rect.top + (this.cursor[0] + 0.5) * ch);
+  }
+}
+
+/** The emergence steps of both measures, one point per run, with their transition windows. */
+class EmergenceScatter {
+  readonly canvas = h("canvas", "ms-dyn-scatter");
+  private pick = -1;
+  private pts: { run: number; x: number; y: number }[] = [];
+
+  constructor(private readonly d: DynData, private readonly tip: Tooltip, private readonly root: HTMLElement) {
+    this.canvas.tabIndex = 0;
+    ownKeys(this.canvas);
+    this.canvas.setAttribute("role", "img");
+    this.canvas.addEventListener("mousemove", (ev) => this.onHover(ev));
+    this.canvas.addEventListener("mouseleave", () => this.tip.hide());
+    this.canvas.addEventListener("blur", () => {
+      this.pick = -1;
+      this.draw();
+      this.tip.hide();
+    });
+    this.canvas.addEventListener("keydown", (ev) => this.onKey(ev));
+  }
+
+  /** The log1p(step) range both axes show, and its ticks (round steps, or a linear axis when narrow). */
+  private axis(): { rg: Range; ticks: number[] } {
+    const { d } = this;
     const vals: number[] = [];
-    scatterPts = [];
-    for (let r = 0; r < nRuns; r++) {
-      const sx = emerg[r * 2];
-      const by = emerg[r * 2 + 1];
-      for (const v of [sx, by, wins[r * 4], wins[r * 4 + 1], wins[r * 4 + 2], wins[r * 4 + 3]]) if (Number.isFinite(v)) vals.push(Math.log1p(Math.max(0, v)));
+    for (let r = 0; r < d.nRuns; r++) {
+      for (const v of [d.emerg[r * 2], d.emerg[r * 2 + 1], ...d.windows(r)]) if (Number.isFinite(v)) vals.push(Math.log1p(Math.max(0, v)));
     }
     const pad = finiteRange(vals, 0.12);
-    const rg: Range = { lo: Math.max(pad.lo, xs[0] ?? 0), hi: Math.min(pad.hi, xs[nCk - 1] ?? pad.hi) };
+    const rg: Range = { lo: Math.max(pad.lo, d.xs[0] ?? 0), hi: Math.min(pad.hi, d.xs[d.nCk - 1] ?? pad.hi) };
     if (!(rg.hi > rg.lo)) {
       rg.lo = pad.lo;
       rg.hi = pad.hi;
     }
     // ticks at round steps (0, 1, 2, 5, 10, ...); a narrow range gets a linear nice axis instead
-    let tickSteps = logTicks(Math.expm1(rg.lo), Math.expm1(rg.hi));
-    if (tickSteps.length < 3) {
+    let ticks = logTicks(Math.expm1(rg.lo), Math.expm1(rg.hi));
+    if (ticks.length < 3) {
       const axis = niceAxis({ lo: Math.max(0, Math.expm1(rg.lo)), hi: Math.expm1(rg.hi) });
       rg.lo = Math.log1p(axis.lo);
       rg.hi = Math.log1p(axis.hi);
-      tickSteps = axis.ticks;
+      ticks = axis.ticks;
     }
-    const X = (s: number): number => m.l + ((Math.log1p(Math.max(0, s)) - rg.lo) / (rg.hi - rg.lo)) * w;
-    const Y = (s: number): number => m.t + (1 - (Math.log1p(Math.max(0, s)) - rg.lo) / (rg.hi - rg.lo)) * hgt;
+    return { rg, ticks };
+  }
+
+  draw(): void {
+    const c = this.canvas;
+    c.width = SCATTER;
+    c.height = SCATTER;
+    const ctx = c.getContext("2d")!;
+    const ink = inkOf(this.root);
+    const m = { l: 44, r: 12, t: 12, b: 36 };
+    const w = SCATTER - m.l - m.r;
+    const hgt = SCATTER - m.t - m.b;
+    const { rg, ticks } = this.axis();
+    const at = (s: number): number => (Math.log1p(Math.max(0, s)) - rg.lo) / (rg.hi - rg.lo);
+    const X = (s: number): number => m.l + at(s) * w;
+    const Y = (s: number): number => m.t + (1 - at(s)) * hgt;
     ctx.clearRect(0, 0, c.width, c.height);
     ctx.font = "10px sans-serif";
     ctx.strokeStyle = withAlpha(ink, 0.5);
@@ -590,30 +602,43 @@ function render({ model, el }: { model: DynamicsModel; el: HTMLElement }): () =>
     ctx.fillStyle = ink;
     ctx.textAlign = "center";
     ctx.textBaseline = "top";
-    for (const s of tickSteps) ctx.fillText(stepLabel(s), X(s), m.t + hgt + 3);
+    for (const s of ticks) ctx.fillText(stepLabel(s), X(s), m.t + hgt + 3);
     ctx.textAlign = "right";
     ctx.textBaseline = "middle";
-    for (const s of tickSteps) ctx.fillText(stepLabel(s), m.l - 3, Y(s));
+    for (const s of ticks) ctx.fillText(stepLabel(s), m.l - 3, Y(s));
+    this.axisTitles(ctx, m.l + w / 2, m.t + hgt / 2, m.t + hgt);
+    this.points(ctx, ink, X, Y);
+    c.setAttribute("aria-label", `emergence steps of ${this.d.model.get("structure_name")} (x) against ${this.d.model.get("behaviour_name")} (y), one point per run`);
+  }
+
+  /** The axes' titles: under the plot (x, centred on midX) and left of it (y, rotated, at midY). */
+  private axisTitles(ctx: CanvasRenderingContext2D, midX: number, midY: number, bottom: number): void {
     ctx.textAlign = "center";
     ctx.textBaseline = "top";
     ctx.fillStyle = STRUCTURE_RGB;
-    ctx.fillText(`${model.get("structure_name")} emerges (step)`, m.l + w / 2, m.t + hgt + 16);
+    ctx.fillText(`${this.d.model.get("structure_name")} emerges (step)`, midX, bottom + 16);
     ctx.save();
-    ctx.translate(10, m.t + hgt / 2);
+    ctx.translate(10, midY);
     ctx.rotate(-Math.PI / 2);
     ctx.fillStyle = BEHAVIOUR_RGB;
-    ctx.fillText(`${model.get("behaviour_name")} emerges (step)`, 0, -6);
+    ctx.fillText(`${this.d.model.get("behaviour_name")} emerges (step)`, 0, -6);
     ctx.restore();
+  }
+
+  /** Each run's point, its windows as whiskers and its name (moved down past earlier labels). */
+  private points(ctx: CanvasRenderingContext2D, ink: string, X: (s: number) => number, Y: (s: number) => number): void {
+    const { d } = this;
     const labelsAt: [number, number][] = [];
-    for (let r = 0; r < nRuns; r++) {
-      const sx = emerg[r * 2];
-      const by = emerg[r * 2 + 1];
+    this.pts = [];
+    for (let r = 0; r < d.nRuns; r++) {
+      const sx = d.emerg[r * 2];
+      const by = d.emerg[r * 2 + 1];
       if (!Number.isFinite(sx) || !Number.isFinite(by)) continue;
       const x = X(sx);
       const y = Y(by);
       ctx.strokeStyle = withAlpha(ink, 0.6);
       ctx.lineWidth = 1;
-      const [s0, s1, b0, b1] = [wins[r * 4], wins[r * 4 + 1], wins[r * 4 + 2], wins[r * 4 + 3]];
+      const [s0, s1, b0, b1] = d.windows(r);
       ctx.beginPath();
       if (Number.isFinite(s0) && Number.isFinite(s1)) {
         ctx.moveTo(X(s0), y);
@@ -624,66 +649,145 @@ function render({ model, el }: { model: DynamicsModel; el: HTMLElement }): () =>
         ctx.lineTo(x, Y(b1));
       }
       ctx.stroke();
-      ctx.fillStyle = r === scatterPick ? "#e15759" : ink;
+      ctx.fillStyle = r === this.pick ? "#e15759" : ink;
       ctx.beginPath();
-      ctx.arc(x, y, r === scatterPick ? 5 : 4, 0, 2 * Math.PI);
+      ctx.arc(x, y, r === this.pick ? 5 : 4, 0, 2 * Math.PI);
       ctx.fill();
-      const text = clip(runs[r] ?? String(r), 18);
-      const tw = ctx.measureText(text).width;
-      const right = x + 5 + tw <= SCATTER - 2;
+      const text = clip(d.runs[r] ?? String(r), 18);
+      const right = x + 5 + ctx.measureText(text).width <= SCATTER - 2;
       ctx.textAlign = right ? "left" : "right";
       ctx.textBaseline = "bottom";
       let ly = y - 3;
       while (labelsAt.some(([ax, ay]) => Math.abs(ax - x) < 40 && Math.abs(ay - ly) < 11)) ly += 11;
       labelsAt.push([x, ly]);
       ctx.fillText(text, right ? x + 5 : x - 5, ly);
-      scatterPts.push({ run: r, x, y });
+      this.pts.push({ run: r, x, y });
     }
-    c.setAttribute("aria-label", `emergence steps of ${model.get("structure_name")} (x) against ${model.get("behaviour_name")} (y), one point per run`);
   }
 
-  function scatterTip(r: number): string {
-    const f = (v: number): string => stepLabel(v);
-    return `${runs[r]}\n${model.get("structure_name")} emerges at step ${f(emerg[r * 2])} (window ${f(wins[r * 4])}–${f(wins[r * 4 + 1])})\n` +
-      `${model.get("behaviour_name")} emerges at step ${f(emerg[r * 2 + 1])} (window ${f(wins[r * 4 + 2])}–${f(wins[r * 4 + 3])})`;
+  private tipText(r: number): string {
+    const { d } = this;
+    const [s0, s1, b0, b1] = d.windows(r).map(stepLabel);
+    return `${d.runs[r]}\n${d.model.get("structure_name")} emerges at step ${stepLabel(d.emerg[r * 2])} (window ${s0}–${s1})\n` +
+      `${d.model.get("behaviour_name")} emerges at step ${stepLabel(d.emerg[r * 2 + 1])} (window ${b0}–${b1})`;
   }
 
-  scatter.addEventListener("mousemove", (ev) => {
+  private onHover(ev: MouseEvent): void {
     let best = -1;
     let dist = 12 * 12;
-    for (const p of scatterPts) {
-      const d = (p.x - ev.offsetX) ** 2 + (p.y - ev.offsetY) ** 2;
-      if (d < dist) {
-        dist = d;
+    for (const p of this.pts) {
+      const dd = (p.x - ev.offsetX) ** 2 + (p.y - ev.offsetY) ** 2;
+      if (dd < dist) {
+        dist = dd;
         best = p.run;
       }
     }
-    if (best < 0) {
-      hideTip();
-      return;
-    }
-    showTip(scatterTip(best), ev.clientX, ev.clientY);
-  });
-  scatter.addEventListener("mouseleave", hideTip);
-  scatter.addEventListener("blur", () => {
-    scatterPick = -1;
-    drawScatter();
-    hideTip();
-  });
-  scatter.addEventListener("keydown", (ev) => {
-    if (!["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown"].includes(ev.key) || !scatterPts.length) return;
-    ev.preventDefault();
-    const order = scatterPts.map((p) => p.run);
-    const at = order.indexOf(scatterPick);
-    const forward = ev.key === "ArrowRight" || ev.key === "ArrowDown";
-    scatterPick = order[at < 0 ? 0 : (at + (forward ? 1 : order.length - 1)) % order.length];
-    drawScatter();
-    const p = scatterPts.find((q) => q.run === scatterPick)!;
-    const rect = scatter.getBoundingClientRect();
-    showTip(scatterTip(scatterPick), rect.left + p.x, rect.top + p.y);
-  });
+    if (best < 0) this.tip.hide();
+    else this.tip.show(this.tipText(best), ev.clientX, ev.clientY);
+  }
 
-  function drawStats(): void {
+  private onKey(ev: KeyboardEvent): void {
+    if (!["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown"].includes(ev.key) || !this.pts.length) return;
+    ev.preventDefault();
+    const order = this.pts.map((p) => p.run);
+    const at = order.indexOf(this.pick);
+    const forward = ev.key === "ArrowRight" || ev.key === "ArrowDown";
+    this.pick = order[at < 0 ? 0 : (at + (forward ? 1 : order.length - 1)) % order.length];
+    this.draw();
+    const p = this.pts.find((q) => q.run === this.pick)!;
+    const rect = this.canvas.getBoundingClientRect();
+    this.tip.show(this.tipText(this.pick), rect.left + p.x, rect.top + p.y);
+  }
+}
+
+/** The training-step slider (its keys are its own) and the step it is at. */
+class StepSlider {
+  readonly el = h("div", "ms-dyn-slider");
+  private readonly range = h("input", "ms-dyn-range");
+  private readonly stepText = h("span", "ms-dyn-steplabel");
+
+  constructor(private readonly d: DynData, private readonly root: HTMLElement) {
+    const range = this.range;
+    range.type = "range";
+    ownKeys(range);
+    range.min = "0";
+    range.step = "1";
+    const rangeLabel = h("label", undefined, "training step");
+    range.id = `ms-dyn-range-${Math.random().toString(36).slice(2, 10)}`;
+    rangeLabel.htmlFor = range.id;
+    this.el.append(rangeLabel, range, this.stepText);
+    range.addEventListener("input", () => this.d.setStep(parseInt(range.value, 10)));
+  }
+
+  draw(): void {
+    const { d } = this;
+    const k = d.stepIndex();
+    this.range.max = String(Math.max(0, d.nCk - 1));
+    this.range.value = String(k);
+    this.stepText.textContent = `step ${stepLabel(d.steps[k])} (checkpoint ${k + 1} of ${d.nCk})`;
+    this.range.setAttribute("aria-valuetext", `step ${Math.round(d.steps[k])}`);
+    this.root.dataset.stepIndex = String(k);
+    this.root.dataset.step = String(d.steps[k]);
+  }
+}
+
+class DynamicsView {
+  readonly root = h("div", "ms-root ms-dyn");
+  private readonly title = h("div", "ms-title");
+  private readonly summary = h("div", "ms-dyn-summary");
+  private readonly legend = h("div", "ms-dyn-legend");
+  /** Headings of the curves, the heatmaps and the emergence scatter. */
+  private readonly heads = { curves: h("div", "ms-dyn-section"), heat: h("div", "ms-dyn-section"), bottom: h("div", "ms-dyn-section") };
+  private readonly stats = h("div", "ms-dyn-stats");
+  private readonly tip = new Tooltip(this.root, false);
+  private readonly d: DynData;
+  private readonly curves: CurvePanels;
+  private readonly heats: HeatPanels;
+  private readonly scatter: EmergenceScatter;
+  private readonly slider: StepSlider;
+
+  constructor(private readonly model: DynamicsModel, el: HTMLElement) {
+    this.d = new DynData(model);
+    this.slider = new StepSlider(this.d, this.root);
+    this.curves = new CurvePanels(this.d, this.tip, this.root);
+    this.heats = new HeatPanels(this.d, this.tip, this.root);
+    this.scatter = new EmergenceScatter(this.d, this.tip, this.root);
+    const bottom = h("div", "ms-dyn-bottom");
+    bottom.append(this.scatter.canvas, this.stats);
+    this.root.append(this.title, this.summary, this.legend, this.heads.curves, this.curves.box, this.slider.el,
+      this.heads.heat, this.heats.box, this.heads.bottom, bottom, this.tip.el);
+    el.replaceChildren(this.root);
+  }
+
+  private drawText(): void {
+    const { model, d } = this;
+    const sName = model.get("structure_name");
+    const bName = model.get("behaviour_name");
+    const st = model.get("stats");
+    this.title.textContent = model.get("title");
+    const r = st.pearson === null ? "n/a" : st.pearson.toFixed(3);
+    this.summary.textContent = `${d.runs.length} runs × ${d.nCk} checkpoints (steps ${stepLabel(d.steps[0])}–${stepLabel(d.steps[d.nCk - 1])}). ` +
+      `Correlation of ${sName} (best unit) with ${bName} over ${st.n} (run, checkpoint) pairs: Pearson r = ${r}.`;
+    const item = (swatchClass: string, colour: string | null, text: string): HTMLElement => {
+      const span = h("span");
+      const sw = h("span", `ms-dyn-swatch ${swatchClass}`);
+      if (colour) sw.style.background = colour;
+      span.append(sw, h("span", undefined, text));
+      return span;
+    };
+    this.legend.replaceChildren(
+      item("", STRUCTURE_RGB, `${sName}, best unit (left scale)`),
+      item("", BEHAVIOUR_RGB, `${bName} (right scale)`),
+      item("ms-dashed", null, `emergence step (${model.get("method")})`),
+      item("ms-band", STRUCTURE_RGB, "transition window (20–80% of the change)"),
+    );
+    this.heads.curves.textContent = "Curves over training (x: step, log scale). Click or use ←/→ on a panel to pick a step.";
+    this.heads.heat.textContent = `${sName} per ${d.nCols && model.get("col_labels")[0] === "H0" ? "head" : "unit"} at the slider's step (rows: layers; one shared colour scale)`;
+    this.heads.bottom.textContent = "Emergence steps across runs";
+  }
+
+  private drawStats(): void {
+    const { model, d } = this;
     const st = model.get("stats");
     const sName = model.get("structure_name");
     const bName = model.get("behaviour_name");
@@ -691,76 +795,35 @@ function render({ model, el }: { model: DynamicsModel; el: HTMLElement }): () =>
     const lines = [
       `Correlation of ${sName} (best unit) with ${bName} over ${st.n} (run, checkpoint) pairs: Pearson ${num(st.pearson)}, Spearman ${num(st.spearman)}.`,
       st.steps_pearson === null
-        ? (nRuns < 3 ? "Emergence steps across runs: a correlation needs 3 runs or more."
+        ? (d.nRuns < 3 ? "Emergence steps across runs: a correlation needs 3 runs or more."
           : "Emergence steps across runs: no correlation (the steps do not vary, or some run never changes).")
         : `Emergence steps across runs: Pearson ${num(st.steps_pearson)}, Spearman ${num(st.steps_spearman)}.`,
     ];
-    for (let r = 0; r < nRuns; r++) {
-      lines.push(`${runs[r]}: ${sName} at step ${stepLabel(emerg[r * 2])}, ${bName} at step ${stepLabel(emerg[r * 2 + 1])}`);
+    for (let r = 0; r < d.nRuns; r++) {
+      lines.push(`${d.runs[r]}: ${sName} at step ${stepLabel(d.emerg[r * 2])}, ${bName} at step ${stepLabel(d.emerg[r * 2 + 1])}`);
     }
-    stats.replaceChildren(...lines.map((t) => h("div", undefined, t)));
+    this.stats.replaceChildren(...lines.map((t) => h("div", undefined, t)));
   }
 
-  // ---- slider and tooltip ---------------------------------------------------------------------
-  range.addEventListener("input", () => setStep(parseInt(range.value, 10)));
-
-  function drawSlider(): void {
-    const k = stepIndex();
-    range.max = String(Math.max(0, nCk - 1));
-    range.value = String(k);
-    const text = `step ${stepLabel(steps[k])} (checkpoint ${k + 1} of ${nCk})`;
-    stepText.textContent = text;
-    range.setAttribute("aria-valuetext", `step ${Math.round(steps[k])}`);
-    root.dataset.stepIndex = String(k);
-    root.dataset.step = String(steps[k]);
-  }
-
-  function showTip(text: string, clientX: number, clientY: number): void {
-    const rect = root.getBoundingClientRect();
-    tooltip.textContent = text;
-    tooltip.style.display = "block";
-    tooltip.style.left = `${clientX - rect.left + 14}px`;
-    tooltip.style.top = `${clientY - rect.top + 14}px`;
-  }
-
-  function hideTip(): void {
-    tooltip.style.display = "none";
-  }
-
-  // ---- drawing --------------------------------------------------------------------------------
-  function drawStep(): void {
-    drawSlider();
-    for (let r = 0; r < nRuns; r++) {
-      drawCurve(r);
-      drawHeat(r);
+  /** What the slider's step changes: the slider, every curve's marker, every heatmap. */
+  drawStep(): void {
+    this.slider.draw();
+    for (let r = 0; r < this.d.nRuns; r++) {
+      this.curves.draw(r);
+      this.heats.draw(r);
     }
   }
 
-  function drawAll(): void {
-    load();
-    drawText();
-    buildCurves();
-    buildHeatmaps();
-    drawScatter();
-    drawStats();
-    drawStep();
-    el.dataset.msReady = "1";
+  draw(): void {
+    this.d.load();
+    this.drawText();
+    this.curves.build();
+    this.heats.build();
+    this.scatter.draw();
+    this.drawStats();
+    this.drawStep();
   }
-
-  drawAll();
-  const stopWaiting = redrawWhenAttached(el, drawAll);
-  const onStep = (): void => drawStep();
-  const onData = (): void => drawAll();
-  const dataTraits = ["runs", "steps", "structure", "row_labels", "col_labels", "structure_name",
-    "behaviour_name", "structure_curve", "behaviour_curve", "emergence_steps", "windows", "stats",
-    "method", "title", "vmin", "vmax"];
-  model.on("change:step_index", onStep);
-  for (const name of dataTraits) model.on(`change:${name}`, onData);
-  return () => {
-    stopWaiting();
-    model.off("change:step_index", onStep);
-    for (const name of dataTraits) model.off(`change:${name}`, onData);
-  };
 }
 
-export default { render };
+export default viewWidget<DynamicsTraits, DynamicsView>([STYLE_ID, CSS], (model, el) => new DynamicsView(model, el), DATA,
+  (model, view) => [onChange(model, ["step_index"], () => view.drawStep())]);

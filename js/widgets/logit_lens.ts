@@ -3,12 +3,12 @@
 // Python side: src/mechscope/widgets/logit_lens.py.
 import { decode, decodeFloat, decodeOptional, type EncodedArray, type NumericArray } from "../lib/codec";
 import { colorBarCanvas, colorTable } from "../lib/colors";
-import { choiceSelect, ensureWidgetStyle, fillColumnLabels, h, ownKeys, redrawWhenAttached } from "../lib/dom";
+import { choiceSelect, fillColumnLabels, h, ownKeys } from "../lib/dom";
 import {
   cellAtEvent, cellColour, codeFont, gridRowLabels, keyStep, moveCell, paintCells, placeBox, scrollIntoView,
   sizeCanvas, syncHovered, Tooltip, type Cell,
 } from "../lib/grid";
-import { disposeAll, onChange, type AnyModel, type RenderProps } from "../lib/model";
+import { viewWidget, type AnyModel } from "../lib/model";
 import { visibleToken } from "../lib/tokens";
 
 type Mode = "top1" | "target_prob" | "target_rank";
@@ -278,15 +278,4 @@ class LensView {
   }
 }
 
-function render({ model, el }: RenderProps<LensTraits>): () => void {
-  ensureWidgetStyle(STYLE_ID, CSS);
-  const view = new LensView(model, el);
-  const draw = () => {
-    view.draw();
-    el.dataset.msReady = "1";
-  };
-  draw();
-  return disposeAll(redrawWhenAttached(el, draw), onChange(model, DATA, draw));
-}
-
-export default { render };
+export default viewWidget<LensTraits, LensView>([STYLE_ID, CSS], (model, el) => new LensView(model, el), DATA);

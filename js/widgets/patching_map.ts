@@ -1,17 +1,18 @@
 // PatchingMap widget: a PatchingResult as a layers x positions (or heads) map on a diverging
-// scale centred on 0. Hover / arrow keys show a cell; a click or Enter selects it and Python
-// (when live) re-runs that patch and replies through `detail` (a reply to the `selected`
-// request, matched by cell: js/lib/request.ts) with the top tokens before and after, drawn
-// beside the map as text. Python side: src/mechscope/widgets/patching_map.py.
+// scale centred on 0. Hover / arrow keys show a cell; a click or Enter selects it: live, as a
+// {kind: "select", id, cell} request that Python answers by setting `selected`, re-running that
+// patch and replying through `detail` (naming the request's id: js/lib/request.ts) with the top
+// tokens before and after, drawn beside the map as text; without a kernel (or a re-run
+// function) it sets `selected` itself. Python side: src/mechscope/widgets/patching_map.py.
 import { decodeFloat, type EncodedArray } from "../lib/codec";
 import { colorBarCanvas, colorTable, formatValue, valueRange, type Range } from "../lib/colors";
-import { choiceSelect, ensureWidgetStyle, fillColumnLabels, h, ownKeys, redrawWhenAttached } from "../lib/dom";
+import { choiceSelect, fillColumnLabels, h, ownKeys } from "../lib/dom";
 import {
   cellAtEvent, cellColour, codeFont, gridRowLabels, keyStep, moveCell, paintCells, placeBox, scrollIntoView,
   sizeCanvas, syncHovered, Tooltip, type Cell,
 } from "../lib/grid";
-import { disposeAll, onChange, type AnyModel, type RenderProps } from "../lib/model";
-import { answers, replyFor } from "../lib/request";
+import { onChange, viewWidget, type AnyModel } from "../lib/model";
+import { answers, replyFor, Requests } from "../lib/request";
 import { visibleToken } from "../lib/tokens";
 
 interface Top {
@@ -24,6 +25,7 @@ interface Top {
 interface RerunDetail {
   kind: "rerun";
   cell: number[];
+  client_id: number | null;
   layer: number;
   column: number;
   column_kind: string;
@@ -43,7 +45,14 @@ interface RerunDetail {
 interface ErrorDetail {
   kind: "error";
   cell: number[];
+  client_id: number | null;
   message: string;
+}
+
+interface SelectMsg {
+  kind: "select";
+  id: number;
+  cell: Cell;
 }
 
 type Detail = RerunDetail | ErrorDetail | Record<string, never>;
@@ -143,8 +152,13 @@ export class PatchingCells {
   R = 0; // rows (layers)
   C = 0; // columns (positions or heads)
   effect: Float32Array = new Float32Array(0);
+  /** The cell of this view's newest select request, until Python's `selected` follows it. */
+  asked: Cell | null = null;
+  readonly requests: Requests<SelectMsg>;
 
-  constructor(readonly model: AnyModel<PatchingTraits>) {}
+  constructor(readonly model: AnyModel<PatchingTraits>) {
+    this.requests = new Requests<SelectMsg>(model);
+  }
 
   load(): void {
     const dec = decodeFloat(this.model.get("effect"));
@@ -194,8 +208,9 @@ export class PatchingCells {
     return [`${this.model.get("metric_name")}: ${k === null ? "n/a" : formatValue(k + e)} (patched)`, parts.join("   ")];
   }
 
+  /** The selected cell (the one this view asked for while Python has not followed yet). */
   selectedCell(): Cell | null {
-    const s = this.model.get("selected");
+    const s = this.asked ?? this.model.get("selected");
     if (!s || s.length !== 2 || s[0] < 0 || s[1] < 0 || s[0] >= this.R || s[1] >= this.C) return null;
     return [s[0], s[1]];
   }
@@ -239,8 +254,10 @@ function emptyDetail(detail: HTMLElement, live: boolean): void {
 }
 
 /** Python's reply to the selection of (r, c) (its re-run, or why it failed), or what is awaited. */
-function replyDetail(detail: HTMLElement, d: Detail, cell: Cell, live: boolean, offline: boolean): void {
-  const matches = answers(d, "cell", cell);
+function replyDetail(detail: HTMLElement, d: Detail, cell: Cell, cells: PatchingCells): void {
+  const live = cells.model.get("live");
+  const offline = !!cells.model.get("offline");
+  const matches = answers(d, "cell", cell) && cells.requests.answers(d, "client_id");
   if (matches && d.kind === "rerun") {
     detail.dataset.state = "rerun";
     const what = d.approximation ? "exact re-run (the map is an attribution estimate)" : "re-run through the model";
@@ -273,7 +290,7 @@ function renderDetail(detail: HTMLElement, cells: PatchingCells): void {
   detail.append(h("div", "ms-pmap-dhead", cells.cellName(...s)));
   detail.append(h("div", "ms-pmap-facts", cells.valueLines(...s).join("\n") +
     `\nunpatched: corrupt ${num(model.get("corrupt_metric"))}, clean ${num(model.get("clean_metric"))}`));
-  replyDetail(detail, model.get("detail"), s, model.get("live"), !!model.get("offline"));
+  replyDetail(detail, model.get("detail"), s, cells);
 }
 
 class PatchingView {
@@ -402,12 +419,36 @@ class PatchingView {
     syncHovered(this.model, cell);
   }
 
-  /** Select a cell: the request Python answers through `detail` (a re-run), when live. */
+  /** Select a cell: live, a request that Python answers by selecting it and re-running it
+   * (`detail`); otherwise `selected` set here. */
   private choose([r, c]: Cell): void {
-    const cur = this.model.get("selected");
+    const cur = this.cells.selectedCell();
     if (cur && cur[0] === r && cur[1] === c) return;
+    if (this.model.get("live")) {
+      this.cells.asked = [r, c];
+      this.cells.requests.send({ kind: "select", cell: [r, c] });
+      this.showSelection();
+      return;
+    }
     this.model.set("selected", [r, c]); // the change:selected listener redraws the selection
     this.model.save_changes();
+  }
+
+  /** `selected` changed: Python following this view's request, or moving the map elsewhere
+   * (from Python or another view) while this view awaits nothing. */
+  onSelected(): void {
+    const asked = this.cells.asked;
+    const s = this.model.get("selected");
+    if (asked && s && s[0] === asked[0] && s[1] === asked[1]) this.cells.asked = null;
+    else if (!asked) this.cells.requests.forget();
+    this.showSelection();
+  }
+
+  /** `detail` changed: the reply to this view's request (while it asks, the request's id is
+   * the one awaited) ends its wait for `selected`. */
+  onDetail(): void {
+    if (this.cells.asked && this.cells.requests.answers(this.model.get("detail"), "client_id")) this.cells.asked = null;
+    renderDetail(this.detail, this.cells);
   }
 
   private onKey(ev: KeyboardEvent): void {
@@ -454,22 +495,9 @@ class PatchingView {
   }
 }
 
-function render({ model, el }: RenderProps<PatchingTraits>): () => void {
-  ensureWidgetStyle(STYLE_ID, CSS);
-  const view = new PatchingView(model, el);
-  const draw = () => {
-    view.draw();
-    el.dataset.msReady = "1";
-  };
-  draw();
-  const onDetail = () => renderDetail(view.detail, view.cells);
-  return disposeAll(
-    redrawWhenAttached(el, draw),
-    onChange(model, DATA, draw),
-    onChange(model, ["selected"], () => view.showSelection()),
-    replyFor(model, "detail", onDetail),
-    onChange(model, ["live"], onDetail),
-  );
-}
-
-export default { render };
+export default viewWidget<PatchingTraits, PatchingView>([STYLE_ID, CSS], (model, el) => new PatchingView(model, el), DATA,
+  (model, view) => [
+    onChange(model, ["selected"], () => view.onSelected()),
+    replyFor(model, "detail", () => view.onDetail()),
+    onChange(model, ["live"], () => renderDetail(view.detail, view.cells)),
+  ]);

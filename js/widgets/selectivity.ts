@@ -3,22 +3,32 @@
 // examples (tokens highlighted by activation). Python side: src/mechscope/widgets/selectivity.py.
 import { decode, decodeFloat, decodeOptional, type EncodedArray, type NumericArray } from "../lib/codec";
 import { formatValue } from "../lib/colors";
-import { ensureStyle, h, redrawWhenAttached } from "../lib/dom";
+import { h } from "../lib/dom";
+import { sizeCanvas, Tooltip } from "../lib/grid";
+import { onChange, viewWidget, type AnyModel } from "../lib/model";
 import { visibleToken } from "../lib/tokens";
 
 type Maybe = EncodedArray | Record<string, never>;
 
-interface SelModel {
-  get(name: "index" | "class_means" | "preferred" | "ex_neurons" | "ex_tokens" | "ex_acts" | "ex_class" | "ex_offset" | "ex_length"): EncodedArray;
-  get(name: "floor" | "ablation_effect"): Maybe;
-  get(name: "classes" | "ex_vocab"): string[];
-  get(name: "title" | "ablation_metric"): string;
-  get(name: "selected"): number;
-  set(name: "selected", value: number): void;
-  save_changes(): void;
-  on(event: string, cb: () => void): void;
-  off(event?: string, cb?: () => void): void;
-}
+type SelTraits = {
+  index: EncodedArray;
+  class_means: EncodedArray;
+  preferred: EncodedArray;
+  ex_neurons: EncodedArray;
+  ex_tokens: EncodedArray;
+  ex_acts: EncodedArray;
+  ex_class: EncodedArray;
+  ex_offset: EncodedArray;
+  ex_length: EncodedArray;
+  floor: Maybe;
+  ablation_effect: Maybe;
+  classes: string[];
+  ex_vocab: string[];
+  title: string;
+  ablation_metric: string;
+  selected: number;
+};
+type SelModel = AnyModel<SelTraits>;
 
 const STYLE_ID = "mechscope-selectivity-style-v1";
 const PALETTE = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#eeca3b", "#9d755d", "#ff9da6", "#bab0ac"];
@@ -32,12 +42,9 @@ const SCAT_W = 360;
 const SCAT_H = 240;
 const PAD = { left: 46, right: 30, top: 8, bottom: 30 };
 
-function ensureSelStyle(): void {
-  ensureStyle();
-  if (document.getElementById(STYLE_ID)) return;
-  const style = document.createElement("style");
-  style.id = STYLE_ID;
-  style.textContent = `
+const DATA = ["index", "class_means", "preferred", "floor", "ablation_effect", "ablation_metric", "classes", "ex_neurons",
+  "ex_tokens", "ex_acts", "ex_class", "ex_offset", "ex_length", "ex_vocab", "title"] as const;
+const CSS = `
 .ms-sel .ms-sel-main { display: flex; flex-wrap: wrap; gap: 16px; align-items: flex-start; }
 .ms-sel .ms-sel-left { display: flex; flex-direction: column; gap: 6px; width: ${HIST_W}px; }
 .ms-sel .ms-sel-detail { min-width: 320px; max-width: 560px; flex: 1 1 360px; }
@@ -75,8 +82,6 @@ function ensureSelStyle(): void {
 .ms-sel .ms-legend span { white-space: pre; }
 .ms-sel .ms-legend i { display: inline-block; width: 8px; height: 8px; border-radius: 4px; margin-right: 3px; }
 `;
-  document.head.appendChild(style);
-}
 
 function classColor(c: number): string {
   return c >= 0 ? PALETTE[c % PALETTE.length] : NAN_COLOR;
@@ -104,109 +109,94 @@ interface Geometry {
 }
 
 function setupCanvas(canvas: HTMLCanvasElement, w: number, hgt: number): CanvasRenderingContext2D {
-  const dpr = Math.max(1, Math.min(3, window.devicePixelRatio || 1));
-  canvas.width = Math.round(w * dpr);
-  canvas.height = Math.round(hgt * dpr);
-  canvas.style.width = `${w}px`;
-  canvas.style.height = `${hgt}px`;
-  const ctx = canvas.getContext("2d")!;
-  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  const ctx = sizeCanvas(canvas, w, hgt);
   ctx.clearRect(0, 0, w, hgt);
   return ctx;
 }
 
-function render({ model, el }: { model: SelModel; el: HTMLElement }): () => void {
-  ensureSelStyle();
-  const root = h("div", "ms-root ms-sel");
-  const title = h("div", "ms-title");
-  const main = h("div", "ms-sel-main");
-  const left = h("div", "ms-sel-left");
-  const histCaption = h("div", "ms-sel-caption");
-  const histText = h("span");
-  const logLabel = h("label");
-  const logBox = h("input");
-  logBox.type = "checkbox";
-  logLabel.append(logBox, document.createTextNode(" log counts"));
-  histCaption.append(histText, logLabel);
-  const hist = h("canvas", "ms-sel-hist");
-  hist.tabIndex = 0;
-  hist.setAttribute("role", "img");
-  const scatCaption = h("div", "ms-sel-caption");
-  const scatter = h("canvas", "ms-sel-scatter");
-  scatter.tabIndex = 0;
-  scatter.setAttribute("role", "img");
-  const legend = h("div", "ms-legend");
-  const listCaption = h("div", "ms-sel-caption");
-  const list = h("div", "ms-sel-list");
-  list.setAttribute("role", "list");
-  left.append(histCaption, hist, scatCaption, scatter, legend, listCaption, list);
-  const detail = h("div", "ms-sel-detail");
-  detail.setAttribute("aria-live", "polite");
-  main.append(left, detail);
-  const tooltip = h("div", "ms-tooltip");
-  root.append(title, main, tooltip);
-  el.replaceChildren(root);
+/** Text colour of an element (axes and labels: follows the light/dark theme). */
+function textColor(node: HTMLElement): string {
+  return getComputedStyle(node).color || "#333";
+}
 
-  let N = 0;
-  let C = 0;
-  let index: Float32Array = new Float32Array(0);
-  let means: Float32Array = new Float32Array(0);
-  let preferred: NumericArray = new Int32Array(0);
-  let floor: Float32Array | null = null;
-  let effect: Float32Array | null = null;
-  let exNeurons: NumericArray = new Int32Array(0);
-  let exTokens: NumericArray = new Int32Array(0);
-  let exActs: Float32Array = new Float32Array(0);
-  let exClass: NumericArray = new Int32Array(0);
-  let exOffset: NumericArray = new Int32Array(0);
-  let exLength: NumericArray = new Int32Array(0);
-  let E = 0;
-  let W = 0;
-  let rankOf = new Map<number, number>(); // neuron -> row in ex_* arrays
-  let bins: number[][] = []; // neuron ids per bin
-  let nanBin: number[] = [];
-  let histGeo: Geometry = { left: 0, top: 0, width: 1, height: 1, xlo: 0, xhi: 1, ylo: 0, yhi: 1 };
-  let scatGeo: Geometry = { ...histGeo };
-  let keyBin = -1;
+/** A label rotated a quarter turn, centred at (10, y) (the y axes' titles). */
+function yTitle(ctx: CanvasRenderingContext2D, text: string, y: number): void {
+  ctx.save();
+  ctx.translate(10, y);
+  ctx.rotate(-Math.PI / 2);
+  ctx.textAlign = "center";
+  ctx.fillText(text, 0, 0);
+  ctx.restore();
+}
 
-  function loadData(): void {
-    const cm = decodeFloat(model.get("class_means"));
-    [C, N] = cm.shape;
-    means = cm.values;
-    index = decodeFloat(model.get("index")).values;
-    preferred = decode(model.get("preferred")).values;
-    floor = decodeMaybe(model.get("floor"));
-    effect = decodeMaybe(model.get("ablation_effect"));
-    exNeurons = decode(model.get("ex_neurons")).values;
-    const et = decode(model.get("ex_tokens"));
-    [, E, W] = et.shape;
-    exTokens = et.values;
-    exActs = decodeFloat(model.get("ex_acts")).values;
-    exClass = decode(model.get("ex_class")).values;
-    exOffset = decode(model.get("ex_offset")).values;
-    exLength = decode(model.get("ex_length")).values;
-    rankOf = new Map();
-    for (let j = 0; j < exNeurons.length; j++) rankOf.set(exNeurons[j], j);
+/** A small coloured dot followed by text (legends, the list's preferred class). */
+function dotted(tag: "span", className: string | undefined, colour: string, text: string): HTMLElement {
+  const item = h(tag, className);
+  const dot = h("i");
+  dot.style.background = colour;
+  item.append(dot, document.createTextNode(text));
+  return item;
+}
+
+/** The decoded arrays of a Selectivity model. */
+class SelData {
+  N = 0;
+  C = 0;
+  index: Float32Array = new Float32Array(0);
+  means: Float32Array = new Float32Array(0);
+  preferred: NumericArray = new Int32Array(0);
+  floor: Float32Array | null = null;
+  effect: Float32Array | null = null;
+  exNeurons: NumericArray = new Int32Array(0);
+  exTokens: NumericArray = new Int32Array(0);
+  exActs: Float32Array = new Float32Array(0);
+  exClass: NumericArray = new Int32Array(0);
+  exOffset: NumericArray = new Int32Array(0);
+  exLength: NumericArray = new Int32Array(0);
+  E = 0;
+  W = 0;
+  rankOf = new Map<number, number>(); // neuron -> row in ex_* arrays
+
+  constructor(readonly model: SelModel) {}
+
+  load(): void {
+    const m = this.model;
+    const cm = decodeFloat(m.get("class_means"));
+    [this.C, this.N] = cm.shape;
+    this.means = cm.values;
+    this.index = decodeFloat(m.get("index")).values;
+    this.preferred = decode(m.get("preferred")).values;
+    this.floor = decodeMaybe(m.get("floor"));
+    this.effect = decodeMaybe(m.get("ablation_effect"));
+    this.exNeurons = decode(m.get("ex_neurons")).values;
+    const et = decode(m.get("ex_tokens"));
+    [, this.E, this.W] = et.shape;
+    this.exTokens = et.values;
+    this.exActs = decodeFloat(m.get("ex_acts")).values;
+    this.exClass = decode(m.get("ex_class")).values;
+    this.exOffset = decode(m.get("ex_offset")).values;
+    this.exLength = decode(m.get("ex_length")).values;
+    this.rankOf = new Map();
+    for (let j = 0; j < this.exNeurons.length; j++) this.rankOf.set(this.exNeurons[j], j);
   }
 
-  function textColor(): string {
-    return getComputedStyle(root).color || "#333";
+  select(neuron: number): void {
+    if (!(neuron >= 0 && neuron < this.N) || this.model.get("selected") === neuron) return;
+    this.model.set("selected", neuron); // fires change:selected, whose listener redraws
+    this.model.save_changes();
   }
 
-  function select(neuron: number): void {
-    if (!(neuron >= 0 && neuron < N) || model.get("selected") === neuron) return;
-    model.set("selected", neuron); // fires change:selected, whose listener redraws
-    model.save_changes();
+  className(c: number): string {
+    return this.model.get("classes")[c] ?? "?";
   }
 
-  // ---- histogram ----------------------------------------------------------------------
   /** Axis range: from min(0, lowest) to the highest index rounded up to one significant
    *  digit (0.36 -> 0.4), so layers whose indices are all small still spread over the bins. */
-  function binRange(): [number, number] {
+  binRange(): [number, number] {
     let lo = 0;
     let hi = -Infinity;
-    for (let i = 0; i < N; i++) {
-      const v = index[i];
+    for (let i = 0; i < this.N; i++) {
+      const v = this.index[i];
       if (Number.isFinite(v)) {
         if (v < lo) lo = v;
         if (v > hi) hi = v;
@@ -218,57 +208,106 @@ function render({ model, el }: { model: SelModel; el: HTMLElement }): () => void
     return [lo, hi];
   }
 
-  function binOf(v: number): number {
-    return Math.min(BINS - 1, Math.max(0, Math.floor(((v - histGeo.xlo) / (histGeo.xhi - histGeo.xlo)) * BINS)));
+  /** The most selective of `members`, or -1. */
+  bestIn(members: number[]): number {
+    let best = -1;
+    for (const i of members) if (best < 0 || this.index[i] > this.index[best]) best = i;
+    return best;
+  }
+}
+
+/** Selectivity indices binned; a click or the arrow keys select a bar's most selective neuron. */
+class Histogram {
+  readonly canvas = h("canvas", "ms-sel-hist");
+  private geo: Geometry = { left: 0, top: 0, width: 1, height: 1, xlo: 0, xhi: 1, ylo: 0, yhi: 1 };
+  private bins: number[][] = []; // neuron ids per bin
+  private nanBin: number[] = [];
+  private keyBin = -1;
+
+  constructor(private readonly d: SelData, private readonly logBox: HTMLInputElement, private readonly tip: Tooltip,
+              private readonly root: HTMLElement) {
+    this.canvas.tabIndex = 0;
+    this.canvas.setAttribute("role", "img");
+    this.listen();
   }
 
-  function drawHist(): void {
-    const [lo, hi] = binRange();
-    histGeo = { left: PAD.left, top: PAD.top, width: HIST_W - PAD.left - PAD.right, height: HIST_H - PAD.top - PAD.bottom, xlo: lo, xhi: hi, ylo: 0, yhi: 1 };
-    bins = Array.from({ length: BINS }, () => []);
-    nanBin = [];
-    for (let i = 0; i < N; i++) {
-      const v = index[i];
-      if (Number.isFinite(v)) bins[binOf(v)].push(i);
-      else nanBin.push(i);
+  private binOf(v: number): number {
+    const g = this.geo;
+    return Math.min(BINS - 1, Math.max(0, Math.floor(((v - g.xlo) / (g.xhi - g.xlo)) * BINS)));
+  }
+
+  private fillBins(lo: number, hi: number): void {
+    const { d } = this;
+    this.geo = { left: PAD.left, top: PAD.top, width: HIST_W - PAD.left - PAD.right, height: HIST_H - PAD.top - PAD.bottom, xlo: lo, xhi: hi, ylo: 0, yhi: 1 };
+    this.bins = Array.from({ length: BINS }, () => []);
+    this.nanBin = [];
+    for (let i = 0; i < d.N; i++) {
+      const v = d.index[i];
+      if (Number.isFinite(v)) this.bins[this.binOf(v)].push(i);
+      else this.nanBin.push(i);
     }
-    const useLog = logBox.checked;
+  }
+
+  draw(): void {
+    const { d } = this;
+    const [lo, hi] = d.binRange();
+    this.fillBins(lo, hi);
+    const useLog = this.logBox.checked;
     const count = (n: number) => (useLog ? Math.log10(n + 1) : n);
     let maxCount = 1;
-    for (const b of bins) maxCount = Math.max(maxCount, b.length);
-    maxCount = Math.max(maxCount, nanBin.length);
-    const ctx = setupCanvas(hist, HIST_W, HIST_H);
-    const g = histGeo;
+    for (const b of this.bins) maxCount = Math.max(maxCount, b.length);
+    maxCount = Math.max(maxCount, this.nanBin.length);
+    const height = (n: number) => Math.max(2, (count(n) / count(maxCount)) * this.geo.height);
+    const ctx = setupCanvas(this.canvas, HIST_W, HIST_H);
+    const g = this.geo;
     const bw = g.width / BINS;
-    const sel = model.get("selected");
-    const selBin = Number.isFinite(index[sel]) ? binOf(index[sel]) : -1;
+    const sel = d.model.get("selected");
+    const selBin = Number.isFinite(d.index[sel]) ? this.binOf(d.index[sel]) : -1;
     for (let b = 0; b < BINS; b++) {
-      const n = bins[b].length;
+      const n = this.bins[b].length;
       if (!n) continue;
-      const hgt = Math.max(2, (count(n) / count(maxCount)) * g.height);
       ctx.fillStyle = b === selBin ? ACCENT : BAR;
-      ctx.fillRect(g.left + b * bw + 0.5, g.top + g.height - hgt, Math.max(1, bw - 1), hgt);
+      ctx.fillRect(g.left + b * bw + 0.5, g.top + g.height - height(n), Math.max(1, bw - 1), height(n));
     }
-    const fg = textColor();
-    if (nanBin.length) {
-      // NaN indices: a separate grey hatched bar right of the axis
-      const hgt = Math.max(2, (count(nanBin.length) / count(maxCount)) * g.height);
-      const x = g.left + g.width + 12;
-      ctx.fillStyle = NAN_COLOR;
-      ctx.fillRect(x, g.top + g.height - hgt, 14, hgt);
-      ctx.strokeStyle = "rgba(255,255,255,0.8)";
+    const fg = textColor(this.root);
+    if (this.nanBin.length) this.drawNanBar(ctx, height(this.nanBin.length), fg);
+    this.drawAxes(ctx, fg, maxCount, useLog);
+    // selected neuron's index
+    if (Number.isFinite(d.index[sel])) {
+      const x = g.left + ((d.index[sel] - lo) / (hi - lo)) * g.width;
+      ctx.strokeStyle = ACCENT;
+      ctx.lineWidth = 2;
       ctx.beginPath();
-      for (let y = g.top + g.height - hgt; y < g.top + g.height; y += 5) {
-        ctx.moveTo(x, y + 5);
-        ctx.lineTo(x + 14, y);
-      }
+      ctx.moveTo(x, g.top);
+      ctx.lineTo(x, g.top + g.height);
       ctx.stroke();
-      ctx.fillStyle = fg;
-      ctx.font = "10px sans-serif";
-      ctx.textAlign = "center";
-      ctx.fillText("NaN", x + 7, g.top + g.height + 12);
+      ctx.lineWidth = 1;
     }
-    // axes
+    this.canvas.dataset.plot = JSON.stringify(this.geo);
+    this.canvas.setAttribute("aria-label", `histogram of ${d.N} selectivity indices; arrow keys select the most selective neuron of each bar`);
+  }
+
+  /** NaN indices: a separate grey hatched bar right of the axis. */
+  private drawNanBar(ctx: CanvasRenderingContext2D, hgt: number, fg: string): void {
+    const g = this.geo;
+    const x = g.left + g.width + 12;
+    ctx.fillStyle = NAN_COLOR;
+    ctx.fillRect(x, g.top + g.height - hgt, 14, hgt);
+    ctx.strokeStyle = "rgba(255,255,255,0.8)";
+    ctx.beginPath();
+    for (let y = g.top + g.height - hgt; y < g.top + g.height; y += 5) {
+      ctx.moveTo(x, y + 5);
+      ctx.lineTo(x + 14, y);
+    }
+    ctx.stroke();
+    ctx.fillStyle = fg;
+    ctx.font = "10px sans-serif";
+    ctx.textAlign = "center";
+    ctx.fillText("NaN", x + 7, g.top + g.height + 12);
+  }
+
+  private drawAxes(ctx: CanvasRenderingContext2D, fg: string, maxCount: number, useLog: boolean): void {
+    const g = this.geo;
     ctx.strokeStyle = fg;
     ctx.globalAlpha = 0.6;
     ctx.beginPath();
@@ -282,65 +321,101 @@ function render({ model, el }: { model: SelModel; el: HTMLElement }): () => void
     ctx.font = "10px sans-serif";
     ctx.textAlign = "center";
     for (let k = 0; k <= 4; k++) {
-      const v = lo + ((hi - lo) * k) / 4;
+      const v = g.xlo + ((g.xhi - g.xlo) * k) / 4;
       ctx.fillText(tick(v), g.left + (g.width * k) / 4, g.top + g.height + 12);
     }
     ctx.fillText("selectivity index", g.left + g.width / 2, g.top + g.height + 25);
     ctx.textAlign = "right";
     ctx.fillText(String(maxCount), g.left - 4, g.top + 8);
     ctx.fillText("0", g.left - 4, g.top + g.height);
-    ctx.save();
-    ctx.translate(10, g.top + g.height / 2);
-    ctx.rotate(-Math.PI / 2);
-    ctx.textAlign = "center";
-    ctx.fillText(useLog ? "neurons (log)" : "neurons", 0, 0);
-    ctx.restore();
-    // selected neuron's index
-    if (Number.isFinite(index[sel])) {
-      const x = g.left + ((index[sel] - lo) / (hi - lo)) * g.width;
-      ctx.strokeStyle = ACCENT;
-      ctx.lineWidth = 2;
-      ctx.beginPath();
-      ctx.moveTo(x, g.top);
-      ctx.lineTo(x, g.top + g.height);
-      ctx.stroke();
-      ctx.lineWidth = 1;
-    }
-    hist.dataset.plot = JSON.stringify(histGeo);
-    hist.setAttribute("aria-label", `histogram of ${N} selectivity indices; arrow keys select the most selective neuron of each bar`);
+    yTitle(ctx, useLog ? "neurons (log)" : "neurons", g.top + g.height / 2);
   }
 
   /** The bin under the pointer: -2 for the NaN bar, -1 for none. */
-  function histHit(x: number, y: number): number {
-    const g = histGeo;
+  private hit(ev: MouseEvent): number {
+    const r = this.canvas.getBoundingClientRect();
+    const x = ev.clientX - r.left;
+    const y = ev.clientY - r.top;
+    const g = this.geo;
     if (y < g.top - 2 || y > g.top + g.height + 2) return -1;
-    if (nanBin.length && x >= g.left + g.width + 10 && x <= g.left + g.width + 28) return -2;
+    if (this.nanBin.length && x >= g.left + g.width + 10 && x <= g.left + g.width + 28) return -2;
     if (x < g.left || x >= g.left + g.width) return -1;
     return Math.min(BINS - 1, Math.floor(((x - g.left) / g.width) * BINS));
   }
 
-  function bestIn(members: number[]): number {
-    let best = -1;
-    for (const i of members) if (best < 0 || index[i] > index[best]) best = i;
-    return best;
+  private members(b: number): number[] {
+    return b === -2 ? this.nanBin : b >= 0 ? this.bins[b] : [];
   }
 
-  function binMembers(b: number): number[] {
-    return b === -2 ? nanBin : b >= 0 ? bins[b] : [];
+  private onHover(ev: MouseEvent): void {
+    const b = this.hit(ev);
+    const members = this.members(b);
+    if (b === -1 || !members.length) return this.tip.hide();
+    const g = this.geo;
+    const range = b === -2 ? "NaN" : `${formatValue(g.xlo + ((g.xhi - g.xlo) * b) / BINS)}–${formatValue(g.xlo + ((g.xhi - g.xlo) * (b + 1)) / BINS)}`;
+    this.tip.show(`${range}: ${members.length} neuron${members.length === 1 ? "" : "s"}\nclick selects n${this.d.bestIn(members)}`, ev.clientX, ev.clientY);
   }
 
-  // ---- scatter ------------------------------------------------------------------------
-  function drawScatter(): void {
-    const has = !!effect;
-    scatter.style.display = has ? "block" : "none";
-    scatCaption.style.display = has ? "flex" : "none";
-    legend.style.display = has ? "flex" : "none";
-    if (!effect) return;
-    scatCaption.textContent = `selectivity vs ${model.get("ablation_metric")} (click a point)`;
-    let [xlo, xhi] = binRange();
+  private onKey(ev: KeyboardEvent): void {
+    const step = ev.key === "ArrowRight" ? 1 : ev.key === "ArrowLeft" ? -1 : 0;
+    if (!step) return;
+    ev.preventDefault();
+    let b = this.keyBin < 0 ? (step > 0 ? -1 : BINS) : this.keyBin;
+    do b += step;
+    while (b >= 0 && b < BINS && !this.bins[b].length);
+    if (b >= 0 && b < BINS) {
+      this.keyBin = b;
+      this.d.select(this.d.bestIn(this.bins[b]));
+    }
+  }
+
+  private listen(): void {
+    this.canvas.addEventListener("mousemove", (ev) => this.onHover(ev));
+    this.canvas.addEventListener("click", (ev) => {
+      const b = this.hit(ev);
+      const members = this.members(b);
+      if (members.length) {
+        this.keyBin = b;
+        this.d.select(this.d.bestIn(members));
+      }
+    });
+    this.canvas.addEventListener("keydown", (ev) => this.onKey(ev));
+    this.canvas.addEventListener("mouseleave", () => this.tip.hide());
+    this.logBox.addEventListener("change", () => this.draw());
+  }
+}
+
+/** Selectivity against the ablation effect, one point per neuron (when an effect was given). */
+class SelScatter {
+  readonly caption = h("div", "ms-sel-caption");
+  readonly canvas = h("canvas", "ms-sel-scatter");
+  readonly legend = h("div", "ms-legend");
+  private geo: Geometry = { left: 0, top: 0, width: 1, height: 1, xlo: 0, xhi: 1, ylo: 0, yhi: 1 };
+  private pad = { x: 0, y: 0 }; // what layout() added to each end of the ranges
+
+  constructor(private readonly d: SelData, private readonly tip: Tooltip, private readonly root: HTMLElement) {
+    this.canvas.tabIndex = 0;
+    this.canvas.setAttribute("role", "img");
+    this.canvas.addEventListener("mousemove", (ev) => {
+      const i = this.hit(ev);
+      if (i < 0) return this.tip.hide();
+      const effect = this.d.effect;
+      this.tip.show(`n${i}: selectivity ${formatValue(d.index[i])}, ${d.model.get("ablation_metric")} ${formatValue(effect ? effect[i] : NaN)}\nprefers ${d.className(d.preferred[i])}`,
+        ev.clientX, ev.clientY);
+    });
+    this.canvas.addEventListener("click", (ev) => {
+      const i = this.hit(ev);
+      if (i >= 0) this.d.select(i);
+    });
+    this.canvas.addEventListener("mouseleave", () => this.tip.hide());
+  }
+
+  /** The plot's geometry: x the histogram's range, y the effect's (each padded a little). */
+  private layout(effect: Float32Array): void {
+    let [xlo, xhi] = this.d.binRange();
     let ylo = Infinity;
     let yhi = -Infinity;
-    for (let i = 0; i < N; i++) {
+    for (let i = 0; i < this.d.N; i++) {
       const v = effect[i];
       if (Number.isFinite(v)) {
         ylo = Math.min(ylo, v);
@@ -355,15 +430,27 @@ function render({ model, el }: { model: SelModel; el: HTMLElement }): () => void
     const padX = (xhi - xlo) * 0.02;
     xlo -= padX;
     xhi += padX;
-    scatGeo = { left: PAD.left, top: PAD.top, width: SCAT_W - PAD.left - PAD.right, height: SCAT_H - PAD.top - PAD.bottom - 12, xlo, xhi, ylo, yhi };
-    const g = scatGeo;
-    const ctx = setupCanvas(scatter, SCAT_W, SCAT_H);
-    const fg = textColor();
+    this.pad = { x: padX, y: padY };
+    this.geo = { left: PAD.left, top: PAD.top, width: SCAT_W - PAD.left - PAD.right, height: SCAT_H - PAD.top - PAD.bottom - 12, xlo, xhi, ylo, yhi };
+  }
+
+  draw(): void {
+    const { d } = this;
+    const has = !!d.effect;
+    this.canvas.style.display = has ? "block" : "none";
+    this.caption.style.display = has ? "flex" : "none";
+    this.legend.style.display = has ? "flex" : "none";
+    if (!d.effect) return;
+    this.caption.textContent = `selectivity vs ${d.model.get("ablation_metric")} (click a point)`;
+    this.layout(d.effect);
+    const g = this.geo;
+    const ctx = setupCanvas(this.canvas, SCAT_W, SCAT_H);
+    const fg = textColor(this.root);
     ctx.strokeStyle = fg;
     ctx.globalAlpha = 0.6;
     ctx.strokeRect(g.left - 0.5, g.top - 0.5, g.width + 1, g.height + 1);
-    if (ylo < 0 && yhi > 0) {
-      const y0 = g.top + ((yhi - 0) / (yhi - ylo)) * g.height;
+    if (g.ylo < 0 && g.yhi > 0) {
+      const y0 = g.top + ((g.yhi - 0) / (g.yhi - g.ylo)) * g.height;
       ctx.setLineDash([3, 3]);
       ctx.beginPath();
       ctx.moveTo(g.left, y0);
@@ -372,16 +459,27 @@ function render({ model, el }: { model: SelModel; el: HTMLElement }): () => void
       ctx.setLineDash([]);
     }
     ctx.globalAlpha = 1;
-    const sel = model.get("selected");
-    for (let i = 0; i < N; i++) {
-      const [x, y, bad] = scatPos(i);
-      ctx.fillStyle = bad ? NAN_COLOR : classColor(preferred[i]);
+    this.points(ctx, fg);
+    this.axes(ctx, fg);
+    this.canvas.dataset.plot = JSON.stringify(g);
+    this.canvas.setAttribute("aria-label", `scatter of selectivity index against ${d.model.get("ablation_metric")} for ${d.N} neurons`);
+    this.legend.replaceChildren(...d.model.get("classes").map((c, k) => dotted("span", undefined, classColor(k), c)),
+      dotted("span", undefined, NAN_COLOR, "NaN (in the strip below / left)"));
+  }
+
+  /** Every neuron's point, coloured by its preferred class; the selected one circled. */
+  private points(ctx: CanvasRenderingContext2D, fg: string): void {
+    const { d } = this;
+    for (let i = 0; i < d.N; i++) {
+      const [x, y, bad] = this.pos(i);
+      ctx.fillStyle = bad ? NAN_COLOR : classColor(d.preferred[i]);
       ctx.globalAlpha = bad ? 0.9 : 0.75;
       ctx.fillRect(x - 1.5, y - 1.5, 3, 3);
     }
     ctx.globalAlpha = 1;
-    if (sel >= 0 && sel < N) {
-      const [x, y] = scatPos(sel);
+    const sel = d.model.get("selected");
+    if (sel >= 0 && sel < d.N) {
+      const [x, y] = this.pos(sel);
       ctx.strokeStyle = fg;
       ctx.lineWidth = 2;
       ctx.beginPath();
@@ -389,45 +487,31 @@ function render({ model, el }: { model: SelModel; el: HTMLElement }): () => void
       ctx.stroke();
       ctx.lineWidth = 1;
     }
+  }
+
+  /** Tick labels at the ends of both axes (the padding left out) and the axes' titles. */
+  private axes(ctx: CanvasRenderingContext2D, fg: string): void {
+    const g = this.geo;
+    const { x: padX, y: padY } = this.pad;
     ctx.fillStyle = fg;
     ctx.font = "10px sans-serif";
     ctx.textAlign = "center";
     const base = g.top + g.height;
-    ctx.fillText(tick(xlo + padX), g.left + 10, base + 24);
-    ctx.fillText(tick(xhi - padX), g.left + g.width - 10, base + 24);
+    ctx.fillText(tick(g.xlo + padX), g.left + 10, base + 24);
+    ctx.fillText(tick(g.xhi - padX), g.left + g.width - 10, base + 24);
     ctx.fillText("selectivity index", g.left + g.width / 2, base + 24);
     ctx.textAlign = "right";
-    ctx.fillText(tick(yhi - padY), g.left - 4, g.top + 8);
-    ctx.fillText(tick(ylo + padY), g.left - 4, base);
+    ctx.fillText(tick(g.yhi - padY), g.left - 4, g.top + 8);
+    ctx.fillText(tick(g.ylo + padY), g.left - 4, base);
     ctx.fillText("NaN", g.left - 4, base + 12);
-    ctx.save();
-    ctx.translate(10, g.top + g.height / 2);
-    ctx.rotate(-Math.PI / 2);
-    ctx.textAlign = "center";
-    ctx.fillText(model.get("ablation_metric"), 0, 0);
-    ctx.restore();
-    scatter.dataset.plot = JSON.stringify(scatGeo);
-    scatter.setAttribute("aria-label", `scatter of selectivity index against ${model.get("ablation_metric")} for ${N} neurons`);
-    legend.replaceChildren();
-    model.get("classes").forEach((c, k) => {
-      const item = h("span");
-      const dot = h("i");
-      dot.style.background = classColor(k);
-      item.append(dot, document.createTextNode(c));
-      legend.append(item);
-    });
-    const nanItem = h("span");
-    const nanDot = h("i");
-    nanDot.style.background = NAN_COLOR;
-    nanItem.append(nanDot, document.createTextNode("NaN (in the strip below / left)"));
-    legend.append(nanItem);
+    yTitle(ctx, this.d.model.get("ablation_metric"), g.top + g.height / 2);
   }
 
   /** Canvas position of neuron i; NaN/inf coordinates go to a strip below / left of the plot. */
-  function scatPos(i: number): [number, number, boolean] {
-    const g = scatGeo;
-    const xv = index[i];
-    const yv = effect ? effect[i] : NaN;
+  private pos(i: number): [number, number, boolean] {
+    const g = this.geo;
+    const xv = this.d.index[i];
+    const yv = this.d.effect ? this.d.effect[i] : NaN;
     const okX = Number.isFinite(xv);
     const okY = Number.isFinite(yv);
     const x = okX ? g.left + ((xv - g.xlo) / (g.xhi - g.xlo)) * g.width : g.left - 8;
@@ -435,56 +519,70 @@ function render({ model, el }: { model: SelModel; el: HTMLElement }): () => void
     return [x, y, !(okX && okY)];
   }
 
-  function scatHit(x: number, y: number): number {
+  /** The neuron within 8 px of the pointer, or -1. */
+  private hit(ev: MouseEvent): number {
+    const r = this.canvas.getBoundingClientRect();
+    const x = ev.clientX - r.left;
+    const y = ev.clientY - r.top;
     let best = -1;
-    let bestD = 64; // within 8 px
-    for (let i = 0; i < N; i++) {
-      const [px, py] = scatPos(i);
-      const d = (px - x) ** 2 + (py - y) ** 2;
-      if (d < bestD) {
-        bestD = d;
+    let bestD = 64;
+    for (let i = 0; i < this.d.N; i++) {
+      const [px, py] = this.pos(i);
+      const dd = (px - x) ** 2 + (py - y) ** 2;
+      if (dd < bestD) {
+        bestD = dd;
         best = i;
       }
     }
     return best;
   }
+}
 
-  // ---- ranked list and detail ---------------------------------------------------------
-  function buildList(): void {
-    const classes = model.get("classes");
-    listCaption.textContent = `${exNeurons.length} most selective neurons (with top examples)`;
-    list.replaceChildren();
-    for (let j = 0; j < exNeurons.length; j++) {
-      const n = exNeurons[j];
-      const b = h("button");
-      b.type = "button";
-      b.dataset.neuron = String(n);
-      const bar = h("div", "ms-mini");
-      const v = index[n];
-      bar.style.width = `${Number.isFinite(v) ? Math.max(1, Math.min(1, v) * 60) : 60}px`;
-      if (!Number.isFinite(v)) bar.style.background = NAN_COLOR;
-      const cls = h("span", "ms-cls");
-      const dot = h("i");
-      dot.style.background = classColor(preferred[n]);
-      cls.append(dot, document.createTextNode(classes[preferred[n]] ?? "?"));
-      b.append(h("span", "ms-sel-num", `n${n}`), h("span", "ms-sel-num", formatValue(v)), bar, cls);
-      b.setAttribute("aria-label", `neuron ${n}, selectivity ${formatValue(v)}, prefers ${classes[preferred[n]] ?? "?"}`);
-      b.addEventListener("click", () => select(n));
-      b.addEventListener("keydown", (ev) => {
-        const step = ev.key === "ArrowDown" ? 1 : ev.key === "ArrowUp" ? -1 : 0;
-        if (!step) return;
-        ev.preventDefault();
-        const next = list.children[j + step] as HTMLButtonElement | undefined;
-        if (next) {
-          next.focus();
-          next.click();
-        }
-      });
-      list.append(b);
-    }
+/** The most selective neurons as buttons (↑/↓ move between them). */
+class NeuronList {
+  readonly caption = h("div", "ms-sel-caption");
+  readonly list = h("div", "ms-sel-list");
+
+  constructor(private readonly d: SelData) {
+    this.list.setAttribute("role", "list");
   }
 
-  function markList(sel: number): void {
+  build(): void {
+    const { d } = this;
+    this.caption.textContent = `${d.exNeurons.length} most selective neurons (with top examples)`;
+    this.list.replaceChildren();
+    for (let j = 0; j < d.exNeurons.length; j++) this.list.append(this.button(j));
+  }
+
+  private button(j: number): HTMLButtonElement {
+    const { d } = this;
+    const n = d.exNeurons[j];
+    const b = h("button");
+    b.type = "button";
+    b.dataset.neuron = String(n);
+    const bar = h("div", "ms-mini");
+    const v = d.index[n];
+    bar.style.width = `${Number.isFinite(v) ? Math.max(1, Math.min(1, v) * 60) : 60}px`;
+    if (!Number.isFinite(v)) bar.style.background = NAN_COLOR;
+    const cls = dotted("span", "ms-cls", classColor(d.preferred[n]), d.className(d.preferred[n]));
+    b.append(h("span", "ms-sel-num", `n${n}`), h("span", "ms-sel-num", formatValue(v)), bar, cls);
+    b.setAttribute("aria-label", `neuron ${n}, selectivity ${formatValue(v)}, prefers ${d.className(d.preferred[n])}`);
+    b.addEventListener("click", () => d.select(n));
+    b.addEventListener("keydown", (ev) => {
+      const step = ev.key === "ArrowDown" ? 1 : ev.key === "ArrowUp" ? -1 : 0;
+      if (!step) return;
+      ev.preventDefault();
+      const next = this.list.children[j + step] as HTMLButtonElement | undefined;
+      if (next) {
+        next.focus();
+        next.click();
+      }
+    });
+    return b;
+  }
+
+  mark(sel: number): void {
+    const list = this.list;
     for (const child of Array.from(list.children)) {
       const b = child as HTMLButtonElement;
       const on = Number(b.dataset.neuron) === sel;
@@ -495,39 +593,54 @@ function render({ model, el }: { model: SelModel; el: HTMLElement }): () => void
       }
     }
   }
+}
 
-  function drawDetail(sel: number): void {
-    const classes = model.get("classes");
-    detail.replaceChildren();
-    detail.dataset.neuron = String(sel);
-    const rank = (() => {
-      let r = 0;
-      const v = index[sel];
-      for (let i = 0; i < N; i++) if (index[i] > v) r++;
-      return r + 1;
-    })();
-    detail.append(h("div", "ms-sel-head", `neuron ${sel}`));
-    const facts = [`selectivity ${formatValue(index[sel])} (rank ${rank} of ${N})`, `prefers ${classes[preferred[sel]] ?? "?"}`];
-    if (floor) facts.push(`floor ${formatValue(floor[sel])}`);
-    if (effect) facts.push(`${model.get("ablation_metric")} ${formatValue(effect[sel])}`);
-    detail.append(h("div", "ms-sel-facts", facts.join(" · ")));
+/** The selected neuron: its facts, its mean activation per class and its top examples. */
+class NeuronDetail {
+  readonly el = h("div", "ms-sel-detail");
 
-    // per-class mean bars
-    detail.append(h("div", "ms-sel-caption", "mean activation per class"));
+  constructor(private readonly d: SelData) {
+    this.el.setAttribute("aria-live", "polite");
+  }
+
+  draw(sel: number): void {
+    const { d } = this;
+    this.el.replaceChildren();
+    this.el.dataset.neuron = String(sel);
+    let rank = 1;
+    for (let i = 0; i < d.N; i++) if (d.index[i] > d.index[sel]) rank++;
+    this.el.append(h("div", "ms-sel-head", `neuron ${sel}`));
+    const facts = [`selectivity ${formatValue(d.index[sel])} (rank ${rank} of ${d.N})`, `prefers ${d.className(d.preferred[sel])}`];
+    if (d.floor) facts.push(`floor ${formatValue(d.floor[sel])}`);
+    if (d.effect) facts.push(`${d.model.get("ablation_metric")} ${formatValue(d.effect[sel])}`);
+    this.el.append(h("div", "ms-sel-facts", facts.join(" · ")));
+    this.el.append(h("div", "ms-sel-caption", "mean activation per class"), this.classMeans(sel));
+    this.el.append(h("div", "ms-sel-caption", "top activating examples"));
+    const j = d.rankOf.get(sel);
+    if (j === undefined) {
+      this.el.append(h("div", "ms-note", `top examples are kept for the ${d.exNeurons.length} most selective neurons only; build the widget with a larger top_n to see this one's.`));
+      return;
+    }
+    this.examples(j);
+  }
+
+  /** One bar per class from a shared zero, the preferred class in bold. */
+  private classMeans(sel: number): HTMLElement {
+    const { d } = this;
     const box = h("div", "ms-sel-means");
     let lo = 0;
     let hi = 0;
-    for (let c = 0; c < C; c++) {
-      const v = means[c * N + sel];
+    for (let c = 0; c < d.C; c++) {
+      const v = d.means[c * d.N + sel];
       if (Number.isFinite(v)) {
         lo = Math.min(lo, v);
         hi = Math.max(hi, v);
       }
     }
     if (hi === lo) hi = lo + 1;
-    for (let c = 0; c < C; c++) {
-      const v = means[c * N + sel];
-      const name = h("span", c === preferred[sel] ? "ms-cls ms-pref" : "ms-cls", classes[c] ?? String(c));
+    for (let c = 0; c < d.C; c++) {
+      const v = d.means[c * d.N + sel];
+      const name = h("span", c === d.preferred[sel] ? "ms-cls ms-pref" : "ms-cls", d.model.get("classes")[c] ?? String(c));
       const track = h("div", "ms-sel-track");
       track.dataset.cls = String(c);
       const zero = h("div", "ms-zero");
@@ -545,142 +658,108 @@ function render({ model, el }: { model: SelModel; el: HTMLElement }): () => void
       track.append(fill, zero);
       box.append(name, track, h("span", "ms-sel-num", formatValue(v)));
     }
-    detail.append(box);
+    return box;
+  }
 
-    // top examples
-    const j = rankOf.get(sel);
-    detail.append(h("div", "ms-sel-caption", "top activating examples"));
-    if (j === undefined) {
-      detail.append(h("div", "ms-note", `top examples are kept for the ${exNeurons.length} most selective neurons only; build the widget with a larger top_n to see this one's.`));
-      return;
-    }
-    const vocab = model.get("ex_vocab");
+  /** Row j of the ex_* arrays: each example's tokens shaded by activation (one scale for all). */
+  private examples(j: number): void {
+    const { d } = this;
+    const { E, W } = d;
     let peak = 0;
     for (let k = 0; k < E * W; k++) {
-      const a = exActs[j * E * W + k];
-      if (Number.isFinite(a) && exTokens[j * E * W + k] >= 0) peak = Math.max(peak, Math.abs(a));
+      const a = d.exActs[j * E * W + k];
+      if (Number.isFinite(a) && d.exTokens[j * E * W + k] >= 0) peak = Math.max(peak, Math.abs(a));
     }
     if (peak === 0) peak = 1;
     for (let e = 0; e < E; e++) {
-      const c = exClass[j * E + e];
-      if (c < 0) continue;
-      const row = h("div", "ms-sel-ex");
-      const badge = h("span", "ms-badge", classes[c] ?? "?");
-      badge.style.background = classColor(c);
-      row.append(badge);
-      let rowPeak = -Infinity;
-      if (exOffset[j * E + e] > 0) row.append(h("span", "ms-note", "… "));
-      let shown = 0;
-      for (let w = 0; w < W; w++) {
-        const k = (j * E + e) * W + w;
-        const ti = exTokens[k];
-        if (ti < 0) break;
-        const a = exActs[k];
-        const span = h("span", "ms-tok", visibleToken(vocab[ti] ?? ""));
-        if (Number.isFinite(a)) {
-          const alpha = Math.min(1, Math.abs(a) / peak) * 0.85;
-          span.style.background = a >= 0 ? `rgba(245,133,24,${alpha.toFixed(3)})` : `rgba(76,120,168,${alpha.toFixed(3)})`;
-          rowPeak = Math.max(rowPeak, a);
-        } else {
-          span.classList.add("ms-tok-nan");
-        }
-        span.title = `activation ${formatValue(a)}`;
-        span.dataset.act = String(a);
-        row.append(span);
-        shown++;
+      const c = d.exClass[j * E + e];
+      if (c >= 0) this.el.append(this.example(j * E + e, c, peak));
+    }
+  }
+
+  private example(row: number, c: number, peak: number): HTMLElement {
+    const { d } = this;
+    const vocab = d.model.get("ex_vocab");
+    const out = h("div", "ms-sel-ex");
+    const badge = h("span", "ms-badge", d.className(c));
+    badge.style.background = classColor(c);
+    out.append(badge);
+    let rowPeak = -Infinity;
+    if (d.exOffset[row] > 0) out.append(h("span", "ms-note", "… "));
+    let shown = 0;
+    for (let w = 0; w < d.W; w++) {
+      const k = row * d.W + w;
+      const ti = d.exTokens[k];
+      if (ti < 0) break;
+      const a = d.exActs[k];
+      const span = h("span", "ms-tok", visibleToken(vocab[ti] ?? ""));
+      if (Number.isFinite(a)) {
+        const alpha = Math.min(1, Math.abs(a) / peak) * 0.85;
+        span.style.background = a >= 0 ? `rgba(245,133,24,${alpha.toFixed(3)})` : `rgba(76,120,168,${alpha.toFixed(3)})`;
+        rowPeak = Math.max(rowPeak, a);
+      } else {
+        span.classList.add("ms-tok-nan");
       }
-      if (exOffset[j * E + e] + shown < exLength[j * E + e]) row.append(h("span", "ms-note", " …"));
-      row.append(h("span", "ms-note", `   peak ${formatValue(rowPeak)}`));
-      detail.append(row);
+      span.title = `activation ${formatValue(a)}`;
+      span.dataset.act = String(a);
+      out.append(span);
+      shown++;
     }
+    if (d.exOffset[row] + shown < d.exLength[row]) out.append(h("span", "ms-note", " …"));
+    out.append(h("span", "ms-note", `   peak ${formatValue(rowPeak)}`));
+    return out;
   }
-
-  function update(): void {
-    const sel = model.get("selected");
-    drawHist();
-    drawScatter();
-    markList(sel);
-    drawDetail(sel);
-  }
-
-  function full(): void {
-    loadData();
-    title.textContent = model.get("title");
-    histText.textContent = `selectivity of ${N} neurons (click a bar)`;
-    buildList();
-    update();
-    el.dataset.msReady = "1";
-  }
-
-  // ---- events -------------------------------------------------------------------------
-  function tip(text: string, ev: MouseEvent): void {
-    const r = root.getBoundingClientRect();
-    tooltip.textContent = text;
-    tooltip.style.display = "block";
-    tooltip.style.left = `${Math.min(ev.clientX - r.left + 14, Math.max(0, root.clientWidth - tooltip.offsetWidth - 4))}px`;
-    tooltip.style.top = `${ev.clientY - r.top + 14}px`;
-  }
-  const hide = () => {
-    tooltip.style.display = "none";
-  };
-  function local(ev: MouseEvent, c: HTMLCanvasElement): [number, number] {
-    const r = c.getBoundingClientRect();
-    return [ev.clientX - r.left, ev.clientY - r.top];
-  }
-  hist.addEventListener("mousemove", (ev) => {
-    const b = histHit(...local(ev, hist));
-    const members = binMembers(b);
-    if (b === -1 || !members.length) return hide();
-    const best = bestIn(members);
-    const range = b === -2 ? "NaN" : `${formatValue(histGeo.xlo + ((histGeo.xhi - histGeo.xlo) * b) / BINS)}–${formatValue(histGeo.xlo + ((histGeo.xhi - histGeo.xlo) * (b + 1)) / BINS)}`;
-    tip(`${range}: ${members.length} neuron${members.length === 1 ? "" : "s"}\nclick selects n${best}`, ev);
-  });
-  hist.addEventListener("click", (ev) => {
-    const b = histHit(...local(ev, hist));
-    const members = binMembers(b);
-    if (members.length) {
-      keyBin = b;
-      select(bestIn(members));
-    }
-  });
-  hist.addEventListener("keydown", (ev) => {
-    const step = ev.key === "ArrowRight" ? 1 : ev.key === "ArrowLeft" ? -1 : 0;
-    if (!step) return;
-    ev.preventDefault();
-    let b = keyBin < 0 ? (step > 0 ? -1 : BINS) : keyBin;
-    do b += step;
-    while (b >= 0 && b < BINS && !bins[b].length);
-    if (b >= 0 && b < BINS) {
-      keyBin = b;
-      select(bestIn(bins[b]));
-    }
-  });
-  scatter.addEventListener("mousemove", (ev) => {
-    const i = scatHit(...local(ev, scatter));
-    if (i < 0) return hide();
-    const classes = model.get("classes");
-    tip(`n${i}: selectivity ${formatValue(index[i])}, ${model.get("ablation_metric")} ${formatValue(effect ? effect[i] : NaN)}\nprefers ${classes[preferred[i]] ?? "?"}`, ev);
-  });
-  scatter.addEventListener("click", (ev) => {
-    const i = scatHit(...local(ev, scatter));
-    if (i >= 0) select(i);
-  });
-  hist.addEventListener("mouseleave", hide);
-  scatter.addEventListener("mouseleave", hide);
-  logBox.addEventListener("change", () => drawHist());
-
-  full();
-  const stopWaiting = redrawWhenAttached(el, update);
-  const onSelected = () => update();
-  const data = ["index", "class_means", "preferred", "floor", "ablation_effect", "ablation_metric", "classes", "ex_neurons", "ex_tokens", "ex_acts", "ex_class", "ex_offset", "ex_length", "ex_vocab", "title"];
-  const onData = () => full();
-  model.on("change:selected", onSelected);
-  for (const n of data) model.on(`change:${n}`, onData);
-  return () => {
-    stopWaiting();
-    model.off("change:selected", onSelected);
-    for (const n of data) model.off(`change:${n}`, onData);
-  };
 }
 
-export default { render };
+class SelectivityView {
+  readonly root = h("div", "ms-root ms-sel");
+  private readonly title = h("div", "ms-title");
+  private readonly histText = h("span");
+  private readonly tip = new Tooltip(this.root, false);
+  private readonly d: SelData;
+  private readonly hist: Histogram;
+  private readonly scatter: SelScatter;
+  private readonly list: NeuronList;
+  private readonly detail: NeuronDetail;
+
+  constructor(model: SelModel, el: HTMLElement) {
+    this.d = new SelData(model);
+    const logLabel = h("label");
+    const logBox = h("input");
+    logBox.type = "checkbox";
+    logLabel.append(logBox, document.createTextNode(" log counts"));
+    const histCaption = h("div", "ms-sel-caption");
+    histCaption.append(this.histText, logLabel);
+    this.hist = new Histogram(this.d, logBox, this.tip, this.root);
+    this.scatter = new SelScatter(this.d, this.tip, this.root);
+    this.list = new NeuronList(this.d);
+    this.detail = new NeuronDetail(this.d);
+    const left = h("div", "ms-sel-left");
+    left.append(histCaption, this.hist.canvas, this.scatter.caption, this.scatter.canvas, this.scatter.legend,
+      this.list.caption, this.list.list);
+    const main = h("div", "ms-sel-main");
+    main.append(left, this.detail.el);
+    this.root.append(this.title, main, this.tip.el);
+    el.replaceChildren(this.root);
+  }
+
+  /** What the selection changes: the histogram's and scatter's marks, the list, the detail. */
+  update(): void {
+    const sel = this.d.model.get("selected");
+    this.hist.draw();
+    this.scatter.draw();
+    this.list.mark(sel);
+    this.detail.draw(sel);
+  }
+
+  draw(): void {
+    this.d.load();
+    this.title.textContent = this.d.model.get("title");
+    this.histText.textContent = `selectivity of ${this.d.N} neurons (click a bar)`;
+    this.list.build();
+    this.update();
+  }
+}
+
+export default viewWidget<SelTraits, SelectivityView>([STYLE_ID, CSS], (model, el) => new SelectivityView(model, el), DATA,
+  (model, view) => [onChange(model, ["selected"], () => view.update())]);

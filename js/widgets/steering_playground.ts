@@ -2,11 +2,12 @@
 // and steered continuations side by side, tokens that differ highlighted. Live (kernel): the
 // slider is debounced and each settled position is sent as {kind: "generate", id, prompt,
 // coefficient}; results come back in the `results` trait (a cache keyed by prompt and
-// coefficient, so moving back is instant) and progress in `status`. Offline snapshot (no
-// kernel, `live` false): the slider snaps to the precomputed coefficients.
+// coefficient, so moving back is instant) and progress in `status`, shown when it names the
+// view's newest request id (js/lib/request.ts). Offline snapshot (no kernel, `live` false): the
+// slider snaps to the precomputed coefficients.
 // Python side: src/mechscope/widgets/steering_playground.py.
 import { ensureWidgetStyle, h, ownKeys } from "../lib/dom";
-import { disposeAll, onChange, type RenderProps } from "../lib/model";
+import { disposeAll, onChange, type AnyModel, type RenderProps } from "../lib/model";
 import { Requests } from "../lib/request";
 import { controlPictures } from "../lib/tokens";
 
@@ -113,287 +114,328 @@ function keyOf(prompt: string, c: number): string {
 
 let viewCount = 0;
 
-function render({ model, el }: RenderProps<PlaygroundTraits>): () => void {
-  ensureWidgetStyle(STYLE_ID, CSS);
-  const uid = `ms-steer-${++viewCount}-${Math.random().toString(36).slice(2, 8)}`;
-  const root = h("div", "ms-root ms-steer");
-  const title = h("div", "ms-title");
+/** The slider's range, step, tick marks and position. */
+interface SliderSetup {
+  min: number;
+  max: number;
+  step: number;
+  ticks: number[];
+  value: number;
+}
 
-  const promptRow = h("div", "ms-steer-row");
-  const promptLabel = h("label", undefined, "prompt");
-  const promptBox = h("textarea", "ms-steer-prompt");
-  promptBox.id = `${uid}-prompt`;
-  promptBox.rows = 2;
-  promptBox.spellcheck = false;
-  promptLabel.htmlFor = promptBox.id;
-  const goButton = h("button", "ms-steer-go", "Generate");
-  goButton.type = "button";
-  promptRow.append(promptLabel, promptBox, goButton);
+class PlaygroundView {
+  readonly root = h("div", "ms-root ms-steer");
+  private readonly title = h("div", "ms-title");
+  private readonly promptBox = h("textarea", "ms-steer-prompt");
+  private readonly goButton = h("button", "ms-steer-go", "Generate");
+  private readonly slider = h("input", "ms-steer-slider");
+  private readonly ticks = h("datalist");
+  private readonly lowEnd = h("span", "ms-steer-end");
+  private readonly highEnd = h("span", "ms-steer-end");
+  private readonly readout = h("output", "ms-steer-readout");
+  private readonly status = h("span", "ms-steer-status");
+  private readonly note = h("div", "ms-note ms-steer-note");
+  private readonly baseHead = h("div", "ms-steer-head");
+  private readonly baseText = h("div", "ms-steer-text");
+  private readonly steerHead = h("div", "ms-steer-head");
+  private readonly steerText = h("div", "ms-steer-text");
+  private readonly legend = h("div", "ms-steer-legend");
+  private readonly requests: Requests<GenerateMsg>;
+  private curPrompt: string;
+  private curCoef: number;
+  private cache = new Map<string, Result>();
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private replyTimer: ReturnType<typeof setTimeout> | null = null;
+  private shown: { base: Result | null; steered: Result | null } = { base: null, steered: null };
 
-  const sliderRow = h("div", "ms-steer-row");
-  const sliderLabel = h("label", undefined, "coefficient");
-  const slider = h("input", "ms-steer-slider");
-  slider.type = "range";
-  slider.id = `${uid}-coef`;
-  sliderLabel.htmlFor = slider.id;
-  const ticks = h("datalist");
-  ticks.id = `${uid}-ticks`;
-  slider.setAttribute("list", ticks.id);
-  const lowEnd = h("span", "ms-steer-end");
-  const highEnd = h("span", "ms-steer-end");
-  const readout = h("output", "ms-steer-readout");
-  readout.htmlFor.add(slider.id);
-  const status = h("span", "ms-steer-status");
-  status.setAttribute("role", "status");
-  status.setAttribute("aria-live", "polite");
-  sliderRow.append(sliderLabel, readout, lowEnd, slider, highEnd, status, ticks);
+  constructor(private readonly model: AnyModel<PlaygroundTraits>, private readonly el: HTMLElement) {
+    this.requests = new Requests<GenerateMsg>(model);
+    this.curPrompt = model.get("prompt") ?? "";
+    this.curCoef = normCoef(model.get("coefficient") ?? 0);
+    const uid = `ms-steer-${++viewCount}-${Math.random().toString(36).slice(2, 8)}`;
+    this.root.append(this.title, this.promptRow(uid), this.sliderRow(uid), this.note, this.panes(), this.legend);
+    // Keys pressed in the controls are theirs, not JupyterLab's notebook shortcuts (arrows would
+    // move the cell selection, Shift+Enter run the cell). Lumino skips an element carrying this
+    // attribute; it must be on the focused element itself, since shortcut selectors such as
+    // ".jp-Notebook.jp-mod-commandMode :focus" match the focused control directly.
+    ownKeys(this.promptBox, this.goButton, this.slider);
+    el.replaceChildren(this.root);
+    this.listen();
+  }
 
-  // Keys pressed in the controls are theirs, not JupyterLab's notebook shortcuts (arrows would
-  // move the cell selection, Shift+Enter run the cell). Lumino skips an element carrying this
-  // attribute; it must be on the focused element itself, since shortcut selectors such as
-  // ".jp-Notebook.jp-mod-commandMode :focus" match the focused control directly.
-  ownKeys(promptBox, goButton, slider);
-  const note = h("div", "ms-note ms-steer-note");
-  const panes = h("div", "ms-steer-panes");
-  const basePane = h("section", "ms-steer-pane ms-steer-base");
-  const baseHead = h("div", "ms-steer-head");
-  const baseText = h("div", "ms-steer-text");
-  basePane.append(baseHead, baseText);
-  const steerPane = h("section", "ms-steer-pane ms-steer-steered");
-  const steerHead = h("div", "ms-steer-head");
-  const steerText = h("div", "ms-steer-text");
-  steerPane.append(steerHead, steerText);
-  panes.append(basePane, steerPane);
-  const legend = h("div", "ms-steer-legend");
-  root.append(title, promptRow, sliderRow, note, panes, legend);
-  el.replaceChildren(root);
+  private promptRow(uid: string): HTMLElement {
+    const row = h("div", "ms-steer-row");
+    const label = h("label", undefined, "prompt");
+    this.promptBox.id = `${uid}-prompt`;
+    this.promptBox.rows = 2;
+    this.promptBox.spellcheck = false;
+    label.htmlFor = this.promptBox.id;
+    this.goButton.type = "button";
+    row.append(label, this.promptBox, this.goButton);
+    return row;
+  }
 
-  const live = (): boolean => !!model.get("live");
-  const stops = (): number[] => (model.get("coefficients") ?? []).map(normCoef);
-  let curPrompt = model.get("prompt") ?? "";
-  let curCoef = normCoef(model.get("coefficient") ?? 0);
-  let cache = new Map<string, Result>();
-  let timer: ReturnType<typeof setTimeout> | null = null;
-  let replyTimer: ReturnType<typeof setTimeout> | null = null;
-  const requests = new Requests<GenerateMsg>(model);
-  let shown: { base: Result | null; steered: Result | null } = { base: null, steered: null };
+  private sliderRow(uid: string): HTMLElement {
+    const row = h("div", "ms-steer-row");
+    const label = h("label", undefined, "coefficient");
+    this.slider.type = "range";
+    this.slider.id = `${uid}-coef`;
+    label.htmlFor = this.slider.id;
+    this.ticks.id = `${uid}-ticks`;
+    this.slider.setAttribute("list", this.ticks.id);
+    this.readout.htmlFor.add(this.slider.id);
+    this.status.setAttribute("role", "status");
+    this.status.setAttribute("aria-live", "polite");
+    row.append(label, this.readout, this.lowEnd, this.slider, this.highEnd, this.status, this.ticks);
+    return row;
+  }
 
-  function loadCache(): void {
-    cache = new Map();
-    for (const r of model.get("results") ?? []) cache.set(keyOf(r.prompt, r.coefficient), r);
+  private panes(): HTMLElement {
+    const panes = h("div", "ms-steer-panes");
+    const basePane = h("section", "ms-steer-pane ms-steer-base");
+    basePane.append(this.baseHead, this.baseText);
+    const steerPane = h("section", "ms-steer-pane ms-steer-steered");
+    steerPane.append(this.steerHead, this.steerText);
+    panes.append(basePane, steerPane);
+    return panes;
+  }
+
+  private live(): boolean {
+    return !!this.model.get("live");
+  }
+
+  private stops(): number[] {
+    return (this.model.get("coefficients") ?? []).map(normCoef);
+  }
+
+  loadCache(): void {
+    this.cache = new Map();
+    for (const r of this.model.get("results") ?? []) this.cache.set(keyOf(r.prompt, r.coefficient), r);
   }
 
   /** The offline slider moves over indices into the precomputed coefficients. */
-  function snapIndex(c: number): number {
-    const s = stops();
+  private snapIndex(c: number): number {
+    const s = this.stops();
     let best = 0;
     for (let i = 1; i < s.length; i++) if (Math.abs(s[i] - c) < Math.abs(s[best] - c)) best = i;
     return best;
   }
 
-  function sliderValue(): number {
-    if (live()) return normCoef(slider.valueAsNumber);
-    return stops()[Math.round(slider.valueAsNumber)] ?? 0;
+  private sliderValue(): number {
+    if (this.live()) return normCoef(this.slider.valueAsNumber);
+    return this.stops()[Math.round(this.slider.valueAsNumber)] ?? 0;
   }
 
-  function setupControls(): void {
-    title.textContent = model.get("title") ?? "";
-    const s = stops();
-    ticks.replaceChildren();
-    if (live()) {
-      slider.min = String(model.get("min"));
-      slider.max = String(model.get("max"));
-      slider.step = String(model.get("step"));
-      slider.value = String(curCoef);
-      lowEnd.textContent = fmtCoef(model.get("min"));
-      highEnd.textContent = fmtCoef(model.get("max"));
-      for (const c of s) {
-        const o = h("option");
-        o.value = String(c);
-        ticks.append(o);
-      }
-      promptBox.readOnly = false;
-      goButton.disabled = false;
-      note.textContent =
-        "live: arrow keys / Page Up / Page Down / Home / End move the slider; Enter in the prompt box (or Generate) regenerates; Shift+Enter adds a line";
-    } else {
-      curPrompt = model.get("sweep_prompt") || curPrompt;
-      curCoef = s[snapIndex(curCoef)] ?? 0;
-      slider.min = "0";
-      slider.max = String(Math.max(0, s.length - 1));
-      slider.step = "1";
-      slider.value = String(snapIndex(curCoef));
-      lowEnd.textContent = fmtCoef(s[0] ?? 0);
-      highEnd.textContent = fmtCoef(s[s.length - 1] ?? 0);
-      for (let i = 0; i < s.length; i++) {
-        const o = h("option");
-        o.value = String(i);
-        ticks.append(o);
-      }
-      promptBox.readOnly = true;
-      goButton.disabled = true;
-      note.textContent =
-        `live regeneration needs a kernel: the slider snaps to the precomputed coefficients ${s.map(fmtCoef).join(", ")}`;
+  /** Live: the coefficient itself, from min to max. Offline: an index into the precomputed
+   * coefficients (the current position snapped to the nearest). */
+  private sliderSetup(): SliderSetup {
+    const s = this.stops();
+    if (this.live()) {
+      return { min: this.model.get("min"), max: this.model.get("max"), step: this.model.get("step"), ticks: s, value: this.curCoef };
     }
-    promptBox.value = curPrompt;
-    root.dataset.live = live() ? "1" : "0";
+    this.curPrompt = this.model.get("sweep_prompt") || this.curPrompt;
+    this.curCoef = s[this.snapIndex(this.curCoef)] ?? 0;
+    return { min: 0, max: Math.max(0, s.length - 1), step: 1, ticks: s.map((_, i) => i), value: this.snapIndex(this.curCoef) };
   }
 
-  function fillPane(box: HTMLElement, r: Result | null, other: Result | null): number {
-    box.replaceChildren();
-    if (!r) {
-      box.append(h("span", "ms-steer-empty", "not generated yet"));
-      return 0;
-    }
-    box.append(h("span", "ms-steer-ptext", r.prompt));
-    let differ = 0;
-    r.tokens.forEach((tok, j) => {
-      const span = h("span", "ms-tok", shownToken(tok));
-      span.dataset.i = String(j);
-      if (other && (j >= other.ids.length || other.ids[j] !== r.ids[j])) {
-        span.classList.add("ms-diff");
-        differ++;
-      }
-      box.append(span);
-    });
-    if (r.stopped_at_eos) box.append(h("span", "ms-eos", "end of text"));
-    if (r.tokens.length === 0) box.append(h("span", "ms-steer-empty", " (no new tokens)"));
-    return differ;
+  setupControls(): void {
+    const live = this.live();
+    const s = this.stops();
+    this.title.textContent = this.model.get("title") ?? "";
+    const set = this.sliderSetup();
+    this.slider.min = String(set.min);
+    this.slider.max = String(set.max);
+    this.slider.step = String(set.step);
+    this.slider.value = String(set.value);
+    this.lowEnd.textContent = fmtCoef(live ? set.min : s[0] ?? 0);
+    this.highEnd.textContent = fmtCoef(live ? set.max : s[s.length - 1] ?? 0);
+    this.ticks.replaceChildren(...set.ticks.map((v) => {
+      const o = h("option");
+      o.value = String(v);
+      return o;
+    }));
+    this.promptBox.readOnly = !live;
+    this.goButton.disabled = !live;
+    this.note.textContent = live
+      ? "live: arrow keys / Page Up / Page Down / Home / End move the slider; Enter in the prompt box (or Generate) regenerates; Shift+Enter adds a line"
+      : `live regeneration needs a kernel: the slider snaps to the precomputed coefficients ${s.map(fmtCoef).join(", ")}`;
+    this.promptBox.value = this.curPrompt;
+    this.root.dataset.live = live ? "1" : "0";
   }
 
-  function statusText(ready: boolean): [string, string] {
+  private statusText(ready: boolean): [string, string] {
     if (ready) return ["ready", ""];
-    if (!live()) return ["missing", "not precomputed (live regeneration needs a kernel)"];
-    if (timer !== null) return ["pending", "…"];
-    const st = model.get("status") ?? {};
-    const mine = st.prompt === curPrompt && normCoef(st.coefficient ?? NaN) === curCoef;
+    if (!this.live()) return ["missing", "not precomputed (live regeneration needs a kernel)"];
+    if (this.timer !== null) return ["pending", "…"];
+    const st = this.model.get("status") ?? {};
+    const mine = this.requests.answers(st, "client_id");
     if (mine && st.state === "error") return ["error", `error: ${st.message ?? ""}`];
-    if (!mine && requests.waited() >= NO_REPLY_MS)
+    if (!mine && this.requests.waited() >= NO_REPLY_MS)
       return ["generating", "generating… (no reply from the kernel yet: busy, or not running?)"];
     return ["generating", "generating…"];
   }
 
-  function draw(): void {
-    const base = cache.get(keyOf(curPrompt, 0)) ?? null;
-    const steered = cache.get(keyOf(curPrompt, curCoef)) ?? null;
+  draw(): void {
+    const { curPrompt, curCoef } = this;
+    const base = this.cache.get(keyOf(curPrompt, 0)) ?? null;
+    const steered = this.cache.get(keyOf(curPrompt, curCoef)) ?? null;
+    const shown = this.shown;
     if (base) shown.base = base;
     else if (shown.base && shown.base.prompt !== curPrompt) shown.base = null;
     if (steered) shown.steered = steered;
     else if (shown.steered && shown.steered.prompt !== curPrompt) shown.steered = null;
-    readout.textContent = fmtCoef(curCoef);
-    slider.setAttribute("aria-valuetext", `coefficient ${fmtCoef(curCoef)}`);
-    baseHead.textContent = "unsteered (coefficient 0)";
+    this.readout.textContent = fmtCoef(curCoef);
+    this.slider.setAttribute("aria-valuetext", `coefficient ${fmtCoef(curCoef)}`);
+    this.baseHead.textContent = "unsteered (coefficient 0)";
     const sc = shown.steered ? normCoef(shown.steered.coefficient) : curCoef;
-    steerHead.textContent = `steered (coefficient ${fmtCoef(sc)})${steered ? "" : " — updating"}`;
-    fillPane(baseText, shown.base, shown.steered);
-    const differ = fillPane(steerText, shown.steered, shown.base);
-    baseText.classList.toggle("ms-stale", !base);
-    steerText.classList.toggle("ms-stale", !steered);
-    const [state, text] = statusText(!!(base && steered));
-    root.dataset.state = state;
-    root.dataset.coefficient = String(curCoef);
-    status.textContent = text;
-    legend.replaceChildren();
+    this.steerHead.textContent = `steered (coefficient ${fmtCoef(sc)})${steered ? "" : " — updating"}`;
+    fillPane(this.baseText, shown.base, shown.steered);
+    const differ = fillPane(this.steerText, shown.steered, shown.base);
+    this.baseText.classList.toggle("ms-stale", !base);
+    this.steerText.classList.toggle("ms-stale", !steered);
+    const [state, text] = this.statusText(!!(base && steered));
+    this.root.dataset.state = state;
+    this.root.dataset.coefficient = String(curCoef);
+    this.status.textContent = text;
+    this.legend.replaceChildren();
     if (base && steered) {
-      if (curCoef === 0) legend.append("coefficient 0 is the unsteered text");
+      if (curCoef === 0) this.legend.append("coefficient 0 is the unsteered text");
       else {
         const n = Math.max(base.tokens.length, steered.tokens.length);
-        legend.append(h("span", "ms-tok ms-diff", "highlighted"), ` tokens differ from the other side: ${differ} of ${n} new tokens`);
+        this.legend.append(h("span", "ms-tok ms-diff", "highlighted"), ` tokens differ from the other side: ${differ} of ${n} new tokens`);
       }
     }
-    el.dataset.msReady = "1";
+    this.el.dataset.msReady = "1";
   }
 
-  function send(): void {
-    timer = null;
-    model.set("prompt", curPrompt);
-    model.set("coefficient", curCoef);
-    model.save_changes();
-    requests.send({ kind: "generate", prompt: curPrompt, coefficient: curCoef });
-    if (replyTimer !== null) clearTimeout(replyTimer);
-    replyTimer = setTimeout(() => {
-      replyTimer = null;
-      draw();
+  private send(): void {
+    this.timer = null;
+    this.model.set("prompt", this.curPrompt);
+    this.model.set("coefficient", this.curCoef);
+    this.model.save_changes();
+    this.requests.send({ kind: "generate", prompt: this.curPrompt, coefficient: this.curCoef });
+    if (this.replyTimer !== null) clearTimeout(this.replyTimer);
+    this.replyTimer = setTimeout(() => {
+      this.replyTimer = null;
+      this.draw();
     }, NO_REPLY_MS);
-    draw();
+    this.draw();
   }
 
-  function schedule(delay: number): void {
-    if (timer !== null) clearTimeout(timer);
-    timer = setTimeout(send, delay);
+  schedule(delay: number): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.send(), delay);
   }
 
-  slider.addEventListener("input", () => {
-    curCoef = sliderValue();
-    if (live()) schedule(DEBOUNCE_MS);
-    else {
-      model.set("coefficient", curCoef);
-      model.save_changes();
-    }
-    draw();
-  });
+  /** Whether both panes of the current position are cached. */
+  cached(): boolean {
+    return this.cache.has(keyOf(this.curPrompt, 0)) && this.cache.has(keyOf(this.curPrompt, this.curCoef));
+  }
 
-  function submitPrompt(): void {
-    if (!live()) return;
-    const p = promptBox.value;
+  private submitPrompt(): void {
+    if (!this.live()) return;
+    const p = this.promptBox.value;
     if (p.trim() === "") {
-      root.dataset.state = "error";
-      status.textContent = "error: the prompt is empty";
+      this.root.dataset.state = "error";
+      this.status.textContent = "error: the prompt is empty";
       return;
     }
-    curPrompt = p;
-    schedule(0);
-    draw();
+    this.curPrompt = p;
+    this.schedule(0);
+    this.draw();
   }
-  goButton.addEventListener("click", submitPrompt);
-  promptBox.addEventListener("keydown", (ev) => {
-    if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {
-      ev.preventDefault();
-      submitPrompt();
+
+  private listen(): void {
+    this.slider.addEventListener("input", () => {
+      this.curCoef = this.sliderValue();
+      if (this.live()) this.schedule(DEBOUNCE_MS);
+      else {
+        this.model.set("coefficient", this.curCoef);
+        this.model.save_changes();
+      }
+      this.draw();
+    });
+    this.goButton.addEventListener("click", () => this.submitPrompt());
+    this.promptBox.addEventListener("keydown", (ev) => {
+      if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {
+        ev.preventDefault();
+        this.submitPrompt();
+      }
+    });
+  }
+
+  /** Python (or another view) moved the coefficient: follow it. */
+  onCoef(): void {
+    const c = normCoef(this.model.get("coefficient") ?? 0);
+    if (c === this.curCoef || !this.live()) return;
+    this.curCoef = c;
+    this.slider.value = String(c);
+    this.requests.forget();
+    this.draw();
+  }
+
+  /** Python (or another view) moved the prompt: follow it. */
+  onPrompt(): void {
+    const p = this.model.get("prompt") ?? "";
+    if (p === this.curPrompt || !this.live()) return;
+    this.curPrompt = p;
+    this.promptBox.value = p;
+    this.requests.forget();
+    this.draw();
+  }
+
+  dispose(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    if (this.replyTimer !== null) clearTimeout(this.replyTimer);
+  }
+}
+
+/** Fill a pane with `r`'s prompt and new tokens, marking those that differ from `other`;
+ * returns how many differ. */
+function fillPane(box: HTMLElement, r: Result | null, other: Result | null): number {
+  box.replaceChildren();
+  if (!r) {
+    box.append(h("span", "ms-steer-empty", "not generated yet"));
+    return 0;
+  }
+  box.append(h("span", "ms-steer-ptext", r.prompt));
+  let differ = 0;
+  r.tokens.forEach((tok, j) => {
+    const span = h("span", "ms-tok", shownToken(tok));
+    span.dataset.i = String(j);
+    if (other && (j >= other.ids.length || other.ids[j] !== r.ids[j])) {
+      span.classList.add("ms-diff");
+      differ++;
     }
+    box.append(span);
   });
+  if (r.stopped_at_eos) box.append(h("span", "ms-eos", "end of text"));
+  if (r.tokens.length === 0) box.append(h("span", "ms-steer-empty", " (no new tokens)"));
+  return differ;
+}
 
-  const onResults = () => {
-    loadCache();
-    draw();
-  };
-  const onStatus = () => draw();
-  const onCoef = () => {
-    const c = normCoef(model.get("coefficient") ?? 0);
-    if (c === curCoef || !live()) return;
-    curCoef = c;
-    slider.value = String(c);
-    draw();
-  };
-  const onPrompt = () => {
-    const p = model.get("prompt") ?? "";
-    if (p === curPrompt || !live()) return;
-    curPrompt = p;
-    promptBox.value = p;
-    draw();
-  };
-  const onSetup = () => {
-    setupControls();
-    draw();
-  };
-
-  loadCache();
-  setupControls();
-  draw();
+function render({ model, el }: RenderProps<PlaygroundTraits>): () => void {
+  ensureWidgetStyle(STYLE_ID, CSS);
+  const view = new PlaygroundView(model, el);
+  view.loadCache();
+  view.setupControls();
+  view.draw();
   // a live view whose position is not cached (e.g. shown again after a restart) asks at once
-  if (live() && !(cache.has(keyOf(curPrompt, 0)) && cache.has(keyOf(curPrompt, curCoef)))) schedule(0);
-
+  if (model.get("live") && !view.cached()) view.schedule(0);
   const setup = ["live", "coefficients", "min", "max", "step", "title"] as const;
   return disposeAll(
-    onChange(model, ["results"], onResults),
-    onChange(model, ["status"], onStatus),
-    onChange(model, ["coefficient"], onCoef),
-    onChange(model, ["prompt"], onPrompt),
-    onChange(model, setup, onSetup),
-    () => {
-      if (timer !== null) clearTimeout(timer);
-      if (replyTimer !== null) clearTimeout(replyTimer);
-    },
+    onChange(model, ["results"], () => {
+      view.loadCache();
+      view.draw();
+    }),
+    onChange(model, ["status"], () => view.draw()),
+    onChange(model, ["coefficient"], () => view.onCoef()),
+    onChange(model, ["prompt"], () => view.onPrompt()),
+    onChange(model, setup, () => {
+      view.setupControls();
+      view.draw();
+    }),
+    () => view.dispose(),
   );
 }
 

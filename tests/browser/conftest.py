@@ -16,6 +16,7 @@ from tests.browser.lab import (
     chromium_context,
     running_lab,
 )
+from tests.browser.offline_page import offline_browser
 
 
 @pytest.fixture(scope="session")
@@ -45,3 +46,11 @@ def chromium() -> Iterator[Any]:
         pytest.fail(MISSING_CHROMIUM, pytrace=False)
     with chromium_context() as context:
         yield context
+
+
+@pytest.fixture(scope="module")
+def open_page() -> Iterator[Any]:
+    """``open(widget, name, dark=False)``: the widget's offline snapshot in headless Chromium
+    with the network cut (offline_page.py); one browser per test module."""
+    with offline_browser() as opener:
+        yield opener

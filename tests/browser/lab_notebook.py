@@ -155,6 +155,20 @@ def write_notebook(lab: Lab, name: str, cells: list[str]) -> None:
     nbformat.write(nb, str(lab.root / name))
 
 
+def open_in_lab(lab: Lab, page: Any, name: str, record: Any, timeout_ms: int = KERNEL_TIMEOUT_MS) -> None:
+    """Open notebook ``name`` of Lab's root in ``page`` and wait for its idle kernel (failing
+    with the server log); dialogs (dismissed) and page errors go to ``record.dialogs`` /
+    ``record.page_errors``."""
+    page.on("dialog", lambda d: (record.dialogs.append(f"{d.type}: {d.message}"), d.dismiss()))
+    page.on("pageerror", lambda e: record.page_errors.append(str(e)))
+    page.goto(lab.notebook_url(name))
+    try:
+        page.wait_for_function(KERNEL_IDLE, timeout=timeout_ms)
+    except PlaywrightTimeout:
+        pytest.fail(f"{name}: no idle kernel after {timeout_ms / 1000:.0f} s. Server "
+                    f"log:\n{lab.log_tail()}", pytrace=False)
+
+
 @contextlib.contextmanager
 def open_notebook(lab: Lab, chromium: Any, name: str, cells: list[str],
                   init_script: str | None = None) -> Iterator[Notebook]:
@@ -165,15 +179,8 @@ def open_notebook(lab: Lab, chromium: Any, name: str, cells: list[str],
     if init_script is not None:
         page.add_init_script(init_script)
     nb = Notebook(lab, page, name)
-    page.on("dialog", lambda d: (nb.dialogs.append(f"{d.type}: {d.message}"), d.dismiss()))
-    page.on("pageerror", lambda e: nb.page_errors.append(str(e)))
     try:
-        page.goto(lab.notebook_url(name))
-        try:
-            page.wait_for_function(KERNEL_IDLE, timeout=KERNEL_TIMEOUT_MS)
-        except PlaywrightTimeout:
-            pytest.fail(f"{name}: no idle kernel after {KERNEL_TIMEOUT_MS / 1000:.0f} s. Server "
-                        f"log:\n{lab.log_tail()}", pytrace=False)
+        open_in_lab(lab, page, name, nb)
         start = time.monotonic()
         page.evaluate(RUN_ALL)
         try:
@@ -193,6 +200,38 @@ def open_notebook(lab: Lab, chromium: Any, name: str, cells: list[str],
         if kernel_id:  # free the kernel (and the playground's thread) before the next notebook
             with contextlib.suppress(Exception):
                 lab.api(f"/api/kernels/{kernel_id}", method="DELETE", timeout=20.0)
+
+
+@contextlib.contextmanager
+def open_widget(lab: Lab, chromium: Any, name: str, cells: list[str], cell: int, selector: str,
+                shown: str | None = None, init_script: str | None = None) -> Iterator[tuple[Notebook, Any, Any]]:
+    """`open_notebook`, then the one widget ``selector`` in cell ``cell`` once rendered, and its
+    part ``shown`` once visible: yields (notebook, widget root, that part or None); at the end,
+    asserts no dialog opened and no page error happened."""
+    with open_notebook(lab, chromium, name, cells, init_script) as nb:
+        root = nb.cell(cell).locator(selector)
+        root.wait_for(state="attached", timeout=RENDER_TIMEOUT_MS)
+        assert root.count() == 1
+        part = None
+        if shown is not None:
+            part = root.locator(shown)
+            part.wait_for(state="visible", timeout=RENDER_TIMEOUT_MS)
+        yield nb, root, part
+        assert nb.dialogs == [] and nb.page_errors == [], (nb.dialogs, nb.page_errors)
+
+
+def colour_table(stops: list[tuple[int, int, int]], rounded: bool = False) -> list[tuple[float, ...]]:
+    """js/lib/colors.ts colorTable: 256 entries interpolated between ``stops``; ``rounded`` as
+    its Uint8ClampedArray stores them (round-half-even)."""
+    n = len(stops) - 1
+    out = []
+    for i in range(256):
+        x = i / 255 * n
+        k = min(int(x), n - 1)
+        f = x - k
+        rgb = [stops[k][ch] * (1 - f) + stops[k + 1][ch] * f for ch in range(3)]
+        out.append(tuple(round(v) for v in rgb) if rounded else tuple(rgb))
+    return out
 
 
 def save(page_or_locator: Any, name: str) -> None:

@@ -3,6 +3,8 @@
 ``offline_browser()`` yields a function ``open(widget, name, dark=False)`` that writes the
 snapshot into a minimal HTML page under a temp dir, opens it from file://, aborts and records
 every request that is not file:, blob: or data:, and waits until the widget has rendered.
+``cut_network`` is that recording for any page (published pages use it too), ``assert_clean``
+the check every offline test ends with, ``canvas_pixel`` reads a canvas.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 LOCAL_SCHEMES = ("file:", "blob:", "data:")
+#: Labels that would run script or make elements if a widget ever parsed text as HTML.
+HOSTILE = "</script><img src=x onerror=alert(1)>"
+HOSTILE2 = "<img src=x onerror=window.__pwned=1>"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
 
 #: JupyterLab's theme variables, dark flavour (the light page relies on the CSS fallbacks).
@@ -60,36 +65,63 @@ class OfflinePage:
         return path
 
 
-def open_offline(context: Any, path: Path, page: str,
-                 ready: str = ".mechscope-snapshot[data-ready='1'] canvas",
-                 viewport: dict[str, int] | None = None) -> OfflinePage:
-    """Write ``page`` to ``path`` and open it from file:// in ``context`` (a Playwright browser
-    context): every request that is not file:, blob: or data: is aborted and recorded, dialogs
-    and page errors are recorded; returns once ``ready`` matches."""
-    path.write_text(page, encoding="utf-8")
-    result = OfflinePage(context.new_page())
-    if viewport is not None:
-        result.page.set_viewport_size(viewport)
+def cut_network(page: Any, record: Any) -> None:
+    """Abort every request of ``page`` that is not file:, blob: or data:, and record it (once)
+    in ``record.blocked``; page errors go to ``record.errors``, dialogs (dismissed) to
+    ``record.dialogs``."""
 
     def route(r: Any) -> None:
         if r.request.url.startswith(LOCAL_SCHEMES):
             r.continue_()
         else:
-            result.blocked.append(r.request.url)
+            record.blocked.append(r.request.url)
             r.abort()
 
-    result.page.route("**/*", route)
-    result.page.on("request", lambda req: None if req.url.startswith(LOCAL_SCHEMES)
-                   else result.blocked.append(req.url))
-    result.page.on("dialog", lambda d: (result.dialogs.append(d.message), d.dismiss()))
-    result.page.on("pageerror", lambda e: result.errors.append(str(e)))
+    page.route("**/*", route)
+    page.on("request", lambda req: None if req.url.startswith(LOCAL_SCHEMES) or req.url in record.blocked
+            else record.blocked.append(req.url))
+    page.on("dialog", lambda d: (record.dialogs.append(d.message), d.dismiss()))
+    page.on("pageerror", lambda e: record.errors.append(str(e)))
+
+
+def assert_clean(pg: Any, markup: str = "img") -> None:
+    """No request left the machine, no script ran from data, nothing errored, and no element
+    matching ``markup`` was made from a label."""
+    assert pg.blocked == []
+    assert pg.dialogs == []
+    assert pg.errors == []
+    assert pg.page.evaluate("window.__pwned") is None
+    assert pg.page.evaluate(f"document.querySelectorAll({markup!r}).length") == 0
+
+
+def canvas_pixel(pg: Any, selector: str, x: float, y: float) -> list[int]:
+    """RGBA at CSS pixel (x, y) of the canvas ``selector``."""
+    return pg.page.evaluate(
+        """([sel, x, y]) => { const c = document.querySelector(sel);
+             const s = c.width / c.clientWidth;
+             return Array.from(c.getContext('2d').getImageData(Math.floor(x * s), Math.floor(y * s), 1, 1).data); }""",
+        [selector, x, y],
+    )
+
+
+def open_offline(context: Any, path: Path, page: str,
+                 ready: str = ".mechscope-snapshot[data-ready='1'] canvas",
+                 viewport: dict[str, int] | None = None) -> OfflinePage:
+    """Write ``page`` to ``path`` and open it from file:// in ``context`` (a Playwright browser
+    context) with the network cut (`cut_network`); returns once ``ready`` matches."""
+    path.write_text(page, encoding="utf-8")
+    result = OfflinePage(context.new_page())
+    if viewport is not None:
+        result.page.set_viewport_size(viewport)
+    cut_network(result.page, result)
     result.page.goto(path.as_uri())
     result.page.wait_for_selector(ready, timeout=10_000)
     return result
 
 
 @contextlib.contextmanager
-def offline_browser() -> Iterator[Any]:
+def offline_context() -> Iterator[tuple[Any, Path]]:
+    """A headless Chromium context on a fresh profile, and a temp dir for its pages."""
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
@@ -100,12 +132,18 @@ def offline_browser() -> Iterator[Any]:
             viewport={"width": 1200, "height": 800},
         )
         try:
-            def open_page(widget: Any, name: str, dark: bool = False) -> OfflinePage:
-                snapshot = widget.offline_html()
-                assert snapshot is not None, "widget produced no offline snapshot"
-                path = Path(tmp) / f"{name}{'-dark' if dark else ''}.html"
-                return open_offline(context, path, page_html(snapshot, dark))
-
-            yield open_page
+            yield context, Path(tmp)
         finally:
             context.close()
+
+
+@contextlib.contextmanager
+def offline_browser() -> Iterator[Any]:
+    with offline_context() as (context, tmp):
+        def open_page(widget: Any, name: str, dark: bool = False) -> OfflinePage:
+            snapshot = widget.offline_html()
+            assert snapshot is not None, "widget produced no offline snapshot"
+            path = tmp / f"{name}{'-dark' if dark else ''}.html"
+            return open_offline(context, path, page_html(snapshot, dark))
+
+        yield open_page

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from mechscope.publish import PublishReport, publish
-from tests.browser.offline_page import ARGS, CHROMIUM, LOCAL_SCHEMES, SCREENSHOTS
+from tests.browser.offline_page import ARGS, CHROMIUM, SCREENSHOTS, cut_network
 
 pytestmark = [pytest.mark.browser, pytest.mark.embedded, pytest.mark.timeout(600)]
 
@@ -68,19 +68,7 @@ def demo(tmp_path_factory) -> Iterator[Demo]:
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 900})
             demo = Demo(report, out.read_text(encoding="utf-8"), page)
-
-            def route(r: Any) -> None:
-                if r.request.url.startswith(LOCAL_SCHEMES):
-                    r.continue_()
-                else:
-                    demo.blocked.append(r.request.url)
-                    r.abort()
-
-            page.route("**/*", route)
-            page.on("request", lambda req: None if req.url.startswith(LOCAL_SCHEMES)
-                    or req.url in demo.blocked else demo.blocked.append(req.url))
-            page.on("pageerror", lambda e: demo.errors.append(str(e)))
-            page.on("dialog", lambda d: (demo.dialogs.append(d.message), d.dismiss()))
+            cut_network(page, demo)
             page.goto(out.as_uri(), wait_until="load")
             page.wait_for_function(
                 "n => { const w = document.querySelectorAll('[data-mechscope-widget]');"

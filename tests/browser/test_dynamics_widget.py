@@ -26,6 +26,7 @@ import pytest
 from mechscope import dynamics
 from mechscope.dynamics import DynamicsResult
 from mechscope.widgets.dynamics import Dynamics
+from tests.browser import offline_page
 from tests.browser.lab import SCREENSHOTS, Lab
 from tests.browser.lab_notebook import open_notebook
 from tests.browser.offline_page import OfflinePage, open_offline, page_html
@@ -97,11 +98,7 @@ def open_page(chromium, tmp_path_factory):
 
 
 def assert_clean(pg) -> None:
-    assert pg.blocked == []
-    assert pg.dialogs == []
-    assert pg.errors == []
-    assert pg.page.evaluate("window.__pwned") is None
-    assert pg.page.evaluate("document.querySelectorAll('img, b').length") == 0
+    offline_page.assert_clean(pg, "img, b")
 
 
 def heat_colours(pg, run: int) -> list[list[list[int]]]:

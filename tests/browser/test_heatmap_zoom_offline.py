@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 
 from mechscope.widgets import Heatmap
-from tests.browser.offline_page import offline_browser
 
 pytestmark = pytest.mark.browser
 
@@ -142,12 +141,6 @@ def make_map() -> tuple[np.ndarray, Heatmap]:
     w = Heatmap(x, row_labels=[f"L{i}" for i in range(N)], col_labels=cols, title="gradient + hot cell",
                 value_label="activation")
     return x, w
-
-
-@pytest.fixture(scope="module")
-def open_page():
-    with offline_browser() as opener:
-        yield opener
 
 
 @pytest.fixture(scope="module")

@@ -145,19 +145,7 @@ VIRIDIS = [(68, 1, 84), (72, 40, 120), (62, 74, 137), (49, 104, 142), (38, 130, 
            (31, 158, 137), (53, 183, 121), (109, 205, 89), (180, 222, 44), (253, 231, 37)]
 
 
-def viridis_table() -> list[tuple[int, int, int]]:
-    """colors.ts colorTable("viridis"): Uint8ClampedArray stores round-half-even."""
-    n = len(VIRIDIS) - 1
-    out = []
-    for i in range(256):
-        x = i / 255 * n
-        k = min(int(x), n - 1)
-        f = x - k
-        out.append(tuple(round(VIRIDIS[k][ch] * (1 - f) + VIRIDIS[k + 1][ch] * f) for ch in range(3)))
-    return out
-
-
-VIRIDIS_TABLE = viridis_table()
+VIRIDIS_TABLE = lab_notebook.colour_table(VIRIDIS, rounded=True)
 
 
 def rgb(hex_colour: str) -> tuple[int, int, int]:
@@ -169,11 +157,6 @@ def near(rgba: list[int], want: tuple[int, int, int], tol: int = 2) -> bool:
 
 
 # ---- an open, executed notebook (with the fillText recorder) ---------------------------------
-
-def open_notebook(lab: Lab, chromium: Any, name: str, cells: list[str]) -> Any:
-    """The shared opener (tests/browser/lab_notebook.py) with the fillText recorder installed."""
-    return lab_notebook.open_notebook(lab, chromium, name, cells, init_script=FILL_RECORDER)
-
 
 def assert_live_view(nb: Notebook, cell: int) -> None:
     """Lab shows the live widget view, not the text/html snapshot carried in the same bundle."""
@@ -324,14 +307,9 @@ def assert_tooltip_is_the_kernels(text: str, k: dict, layer: int, pos: int) -> N
 
 @pytest.fixture(scope="class")
 def lens(jupyter_lab: Lab, chromium: Any) -> Iterator[LensView]:
-    with open_notebook(jupyter_lab, chromium, LENS_NB, LENS_CELLS) as nb:
-        root = nb.cell(LENS_CELL).locator(LENS)
-        root.wait_for(state="attached", timeout=RENDER_TIMEOUT_MS)
-        assert root.count() == 1
-        canvas = root.locator("canvas.ms-canvas")
-        canvas.wait_for(state="visible", timeout=RENDER_TIMEOUT_MS)
+    with lab_notebook.open_widget(jupyter_lab, chromium, LENS_NB, LENS_CELLS, LENS_CELL, LENS, "canvas.ms-canvas",
+                     FILL_RECORDER) as (nb, root, canvas):
         yield LensView(nb, LENS_CELL, root, canvas)
-        assert nb.dialogs == [] and nb.page_errors == [], (nb.dialogs, nb.page_errors)
 
 
 class TestLogitLens:
@@ -614,15 +592,10 @@ def assert_selected(s: SelView, n: int) -> None:
 
 @pytest.fixture(scope="class")
 def selv(jupyter_lab: Lab, chromium: Any) -> Iterator[SelView]:
-    with open_notebook(jupyter_lab, chromium, SEL_NB, SEL_CELLS) as nb:
-        root = nb.cell(SEL_CELL).locator(SEL)
-        root.wait_for(state="attached", timeout=RENDER_TIMEOUT_MS)
-        assert root.count() == 1
-        hist = root.locator("canvas.ms-sel-hist")
-        hist.wait_for(state="visible", timeout=RENDER_TIMEOUT_MS)
+    with lab_notebook.open_widget(jupyter_lab, chromium, SEL_NB, SEL_CELLS, SEL_CELL, SEL, "canvas.ms-sel-hist",
+                     FILL_RECORDER) as (nb, root, hist):
         k = nb.json(SEL_KERNEL)
         yield SelView(nb, root, hist, root.locator("canvas.ms-sel-scatter"), root.locator(".ms-sel-detail"), k)
-        assert nb.dialogs == [] and nb.page_errors == [], (nb.dialogs, nb.page_errors)
 
 
 class TestSelectivity:

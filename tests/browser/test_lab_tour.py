@@ -26,7 +26,7 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.browser.lab import SCREENSHOTS, Lab
-from tests.browser.lab_notebook import KERNEL_EVAL, KERNEL_IDLE, PANEL, RENDERERS, RUN_ALL, Notebook
+from tests.browser.lab_notebook import KERNEL_EVAL, PANEL, RENDERERS, RUN_ALL, Notebook, open_in_lab
 
 pytestmark = [pytest.mark.browser, pytest.mark.embedded, pytest.mark.timeout(600)]
 
@@ -118,14 +118,7 @@ def tour(jupyter_lab: Lab, chromium) -> Iterator[Tour]:
     sources = ["".join(c["source"]) if c["cell_type"] == "code" else "" for c in nb["cells"]]
     page = chromium.new_page()
     t = Tour(jupyter_lab, page, NOTEBOOK, sources=sources)
-    page.on("dialog", lambda d: (t.dialogs.append(f"{d.type}: {d.message}"), d.dismiss()))
-    page.on("pageerror", lambda e: t.page_errors.append(str(e)))
-    page.goto(jupyter_lab.notebook_url(NOTEBOOK))
-    try:
-        page.wait_for_function(KERNEL_IDLE, timeout=KERNEL_TIMEOUT_MS)
-    except PlaywrightTimeout:
-        pytest.fail(f"no idle kernel after {KERNEL_TIMEOUT_MS / 1000:.0f} s. Server log:\n"
-                    f"{jupyter_lab.log_tail()}", pytrace=False)
+    open_in_lab(jupyter_lab, page, NOTEBOOK, t, KERNEL_TIMEOUT_MS)
     assert page.evaluate(NOTEBOOK_CONFIG) == "none", "windowing mode override not applied"
     start = time.monotonic()
     page.evaluate(RUN_ALL)

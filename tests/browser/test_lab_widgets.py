@@ -31,11 +31,11 @@ from tests.browser.lab_notebook import (
     ACTIVE_CELL,
     GENERATE_TIMEOUT_MS,
     PIXEL,
-    RENDER_TIMEOUT_MS,
     ROUND_TRIP_MS,
     WATCH_STATE,
     Notebook,
-    open_notebook,
+    colour_table,
+    open_widget,
     save,
 )
 
@@ -72,19 +72,7 @@ DIVERGING = [
 ]
 
 
-def colour_table() -> list[tuple[float, float, float]]:
-    """colors.ts colorTable("diverging"): 256 entries interpolated between the stops."""
-    n = len(DIVERGING) - 1
-    out = []
-    for i in range(256):
-        x = i / 255 * n
-        k = min(int(x), n - 1)
-        f = x - k
-        out.append(tuple(DIVERGING[k][ch] * (1 - f) + DIVERGING[k + 1][ch] * f for ch in range(3)))
-    return out
-
-
-TABLE = colour_table()
+TABLE = colour_table(DIVERGING)
 
 
 @dataclass
@@ -141,14 +129,8 @@ def assert_colours_match_scale(m: MapView, shown: list[list[float]], where: str)
 
 @pytest.fixture(scope="class")
 def pmap(jupyter_lab: Lab, chromium: Any) -> Iterator[MapView]:
-    with open_notebook(jupyter_lab, chromium, PMAP_NB, PMAP_CELLS) as nb:
-        root = nb.cell(PMAP_CELL).locator(PMAP)
-        root.wait_for(state="attached", timeout=RENDER_TIMEOUT_MS)
-        assert root.count() == 1
-        canvas = root.locator("canvas.ms-canvas")
-        canvas.wait_for(state="visible", timeout=RENDER_TIMEOUT_MS)
+    with open_widget(jupyter_lab, chromium, PMAP_NB, PMAP_CELLS, PMAP_CELL, PMAP, "canvas.ms-canvas") as (nb, root, canvas):
         yield MapView(nb, root, canvas, root.locator(".ms-pmap-detail"))
-        assert nb.dialogs == [] and nb.page_errors == [], (nb.dialogs, nb.page_errors)
 
 
 class TestPatchingMap:
@@ -367,12 +349,8 @@ class Playground:
 
 @pytest.fixture(scope="class")
 def steer(jupyter_lab: Lab, chromium: Any) -> Iterator[Playground]:
-    with open_notebook(jupyter_lab, chromium, STEER_NB, STEER_CELLS) as nb:
-        root = nb.cell(STEER_CELL).locator(STEER)
-        root.wait_for(state="attached", timeout=RENDER_TIMEOUT_MS)
-        assert root.count() == 1
+    with open_widget(jupyter_lab, chromium, STEER_NB, STEER_CELLS, STEER_CELL, STEER) as (nb, root, _):
         yield Playground(nb, root)
-        assert nb.dialogs == [] and nb.page_errors == [], (nb.dialogs, nb.page_errors)
 
 
 class TestSteeringPlayground:

@@ -19,38 +19,9 @@ from mechscope.analysis.logit_lens import LogitLensResult
 from mechscope.analysis.selectivity import SelectivityResult, selectivity_index
 from mechscope.datasets import labelled_texts
 from mechscope.widgets import LogitLens, Selectivity, decode_array
-from tests.browser.offline_page import offline_browser, visible_token
+from tests.browser.offline_page import HOSTILE, HOSTILE2, assert_clean, canvas_pixel, visible_token
 
 pytestmark = pytest.mark.browser
-
-HOSTILE = "</script><img src=x onerror=alert(1)>"
-HOSTILE2 = "<img src=x onerror=window.__pwned=1>"
-
-
-@pytest.fixture(scope="module")
-def open_page():
-    with offline_browser() as opener:
-        yield opener
-
-
-def assert_clean(pg) -> None:
-    """No request left the machine, no script ran from data, nothing errored."""
-    assert pg.blocked == []
-    assert pg.dialogs == []
-    assert pg.errors == []
-    assert pg.page.evaluate("window.__pwned") is None
-    assert pg.page.evaluate("document.querySelectorAll('img').length") == 0
-
-
-def pixel(pg, selector: str, x: float, y: float) -> list[int]:
-    """RGBA at CSS pixel (x, y) of a canvas."""
-    return pg.page.evaluate(
-        """([sel, x, y]) => { const c = document.querySelector(sel);
-             const s = c.width / c.clientWidth;
-             return Array.from(c.getContext('2d').getImageData(Math.floor(x * s), Math.floor(y * s), 1, 1).data); }""",
-        [selector, x, y],
-    )
-
 
 def canvas_hash(pg, selector: str) -> int:
     return pg.page.evaluate(
@@ -100,11 +71,11 @@ def test_lens_renders_hovers_switches_mode_and_keeps_tokens_literal(open_page):
     cw = float(pg.page.get_attribute(sel, "data-cell-w"))
     ch = float(pg.page.get_attribute(sel, "data-cell-h"))
     # canvas drawn: opaque cells; the 0.875 cell (top row, layer 2) differs from a 0.5 cell
-    hi = pixel(pg, sel, 2, 2)  # layer 2 is the top row, position 0
-    lo = pixel(pg, sel, cw + 2, 2)
+    hi = canvas_pixel(pg, sel, 2, 2)  # layer 2 is the top row, position 0
+    lo = canvas_pixel(pg, sel, cw + 2, 2)
     assert hi[3] == 255 and lo[3] == 255 and hi[:3] != lo[:3]
     # NaN cell (layer 0, position 3; bottom row) is the distinct grey
-    assert pixel(pg, sel, 3 * cw + 3, 2 * ch + 3)[:3] == [128, 128, 128]
+    assert canvas_pixel(pg, sel, 3 * cw + 3, 2 * ch + 3)[:3] == [128, 128, 128]
 
     # hover: the cell's top-k tokens JSON-quoted with their probabilities
     pg.page.mouse.move(*cell_center(pg, 2, 0, 3))
@@ -134,8 +105,8 @@ def test_lens_renders_hovers_switches_mode_and_keeps_tokens_literal(open_page):
     assert pg.page.get_attribute(".ms-lens", "data-mode") == "target_rank"
     after = canvas_hash(pg, sel)
     assert after != before
-    rank0 = pixel(pg, sel, 2, 2)  # rank 0 -> top of the scale (viridis yellow)
-    rank2000 = pixel(pg, sel, 3 * cw + 3, 2 * ch + 3)  # rank 2000 -> bottom (dark purple)
+    rank0 = canvas_pixel(pg, sel, 2, 2)  # rank 0 -> top of the scale (viridis yellow)
+    rank2000 = canvas_pixel(pg, sel, 3 * cw + 3, 2 * ch + 3)  # rank 2000 -> bottom (dark purple)
     assert rank0[0] > 200 and rank0[1] > 200 and rank2000[1] < 20
     pg.page.select_option(".ms-lens select", "target_prob")
     assert canvas_hash(pg, sel) not in (before, after)
@@ -206,7 +177,7 @@ def test_selectivity_list_histogram_and_scatter_select_neurons(open_page):
 
     # histogram drawn: some opaque bar pixel near the axis
     geo = json.loads(pg.page.get_attribute("canvas.ms-sel-hist", "data-plot"))
-    row = [pixel(pg, "canvas.ms-sel-hist", geo["left"] + x, geo["top"] + geo["height"] - 1)
+    row = [canvas_pixel(pg, "canvas.ms-sel-hist", geo["left"] + x, geo["top"] + geo["height"] - 1)
            for x in range(0, int(geo["width"]), 3)]
     assert any(p[3] == 255 for p in row)
 
@@ -299,7 +270,7 @@ def test_selectivity_hostile_tokens_stay_text_and_nan_is_distinct(open_page):
     assert "ms-tok-nan" in (first.locator(".ms-tok").nth(2).get_attribute("class") or "")
     # the NaN bar: grey, right of the histogram's axis
     geo = json.loads(pg.page.get_attribute("canvas.ms-sel-hist", "data-plot"))
-    grey = pixel(pg, "canvas.ms-sel-hist", geo["left"] + geo["width"] + 13, geo["top"] + geo["height"] - 2)
+    grey = canvas_pixel(pg, "canvas.ms-sel-hist", geo["left"] + geo["width"] + 13, geo["top"] + geo["height"] - 2)
     assert grey[3] == 255 and grey[0] == grey[1] == grey[2] >= 100  # grey (or its white hatch)
     # the list labels classes as text too, and a scatter is absent without ablation data
     assert HOSTILE in pg.page.locator(".ms-sel-list").inner_text()

@@ -20,38 +20,11 @@ import mechscope
 from mechscope.interventions.patching import PatchingResult
 from mechscope.metrics import logit_diff
 from mechscope.widgets.patching_map import PatchingMap
-from tests.browser.offline_page import offline_browser
+from tests.browser.offline_page import HOSTILE, HOSTILE2, assert_clean, canvas_pixel
 
 pytestmark = pytest.mark.browser
 
-HOSTILE = "</script><img src=x onerror=alert(1)>"
-HOSTILE2 = "<img src=x onerror=window.__pwned=1>"
 MAP = ".ms-pmap canvas.ms-canvas"
-
-
-@pytest.fixture(scope="module")
-def open_page():
-    with offline_browser() as opener:
-        yield opener
-
-
-def assert_clean(pg) -> None:
-    """No request left the machine, no script ran from data, nothing errored."""
-    assert pg.blocked == []
-    assert pg.dialogs == []
-    assert pg.errors == []
-    assert pg.page.evaluate("window.__pwned") is None
-    assert pg.page.evaluate("document.querySelectorAll('img').length") == 0
-
-
-def pixel(pg, x: float, y: float, selector: str = MAP) -> list[int]:
-    """RGBA at CSS pixel (x, y) of a canvas."""
-    return pg.page.evaluate(
-        """([sel, x, y]) => { const c = document.querySelector(sel);
-             const s = c.width / c.clientWidth;
-             return Array.from(c.getContext('2d').getImageData(Math.floor(x * s), Math.floor(y * s), 1, 1).data); }""",
-        [selector, x, y],
-    )
 
 
 def canvas_hash(pg, selector: str = MAP) -> int:
@@ -71,7 +44,7 @@ def cell_size(pg) -> tuple[float, float]:
 def corner(pg, r: int, c: int) -> list[int]:
     """A cell's colour, sampled near its top-left corner (away from the number drawn in it)."""
     cw, ch = cell_size(pg)
-    return pixel(pg, c * cw + 3, r * ch + 3)
+    return canvas_pixel(pg, MAP, c * cw + 3, r * ch + 3)
 
 
 def center(pg, r: int, c: int) -> tuple[float, float]:

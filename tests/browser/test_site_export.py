@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -25,7 +25,7 @@ from urllib.parse import unquote, urlparse
 import pytest
 
 from mechscope.publish import SiteReport, publish_site
-from tests.browser.offline_page import ARGS, CHROMIUM, LOCAL_SCHEMES, SCREENSHOTS
+from tests.browser.offline_page import ARGS, CHROMIUM, SCREENSHOTS, OfflinePage, cut_network
 
 pytestmark = [pytest.mark.browser, pytest.mark.embedded, pytest.mark.timeout(900)]
 
@@ -49,36 +49,16 @@ READY = ("() => [...document.querySelectorAll('[data-mechscope-widget]')]"
 
 
 @dataclass
-class Opened:
-    page: Any
-    blocked: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    dialogs: list[str] = field(default_factory=list)
-
-
-@dataclass
 class Site:
     folder: Path
     report: SiteReport | None
     context: Any
 
-    def open(self, name: str) -> Opened:
+    def open(self, name: str) -> OfflinePage:
         """Open ``name`` from the site folder with the network cut; wait for its widgets."""
         page = self.context.new_page()
-        opened = Opened(page)
-
-        def route(r: Any) -> None:
-            if r.request.url.startswith(LOCAL_SCHEMES):
-                r.continue_()
-            else:
-                opened.blocked.append(r.request.url)
-                r.abort()
-
-        page.route("**/*", route)
-        page.on("request", lambda req: None if req.url.startswith(LOCAL_SCHEMES)
-                or req.url in opened.blocked else opened.blocked.append(req.url))
-        page.on("pageerror", lambda e: opened.errors.append(str(e)))
-        page.on("dialog", lambda d: (opened.dialogs.append(d.message), d.dismiss()))
+        opened = OfflinePage(page)
+        cut_network(page, opened)
         page.goto((self.folder / name).as_uri(), wait_until="load")
         page.wait_for_function(READY, timeout=30_000)
         page.wait_for_timeout(300)  # let any late request or error surface

@@ -15,10 +15,8 @@ Screenshots: build/screenshots/steering_playground_*.png (light and dark).
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,12 +25,18 @@ import mechscope
 from mechscope.interventions.steering import Generation, SteeringSweep, steering_playground
 from mechscope.widgets._base import _script_json, bundle_path
 from mechscope.widgets.steering_playground import SteeringPlayground
-from tests.browser.offline_page import ARGS, CHROMIUM, OfflinePage, open_offline, page_html
+from tests.browser.offline_page import (
+    HOSTILE,
+    HOSTILE2,
+    OfflinePage,
+    assert_clean,
+    offline_context,
+    open_offline,
+    page_html,
+)
 
 pytestmark = pytest.mark.browser
 
-HOSTILE = "</script><img src=x onerror=alert(1)>"
-HOSTILE2 = "<img src=x onerror=window.__pwned=1>"
 N = 8
 ROOT = ".ms-steer"
 SLIDER = ".ms-steer input.ms-steer-slider"
@@ -40,19 +44,8 @@ SLIDER = ".ms-steer input.ms-steer-slider"
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        raise RuntimeError(f"{CHROMIUM} is missing: install Debian chromium with `make chromium`.")
-    from playwright.sync_api import sync_playwright
-
-    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            str(Path(tmp) / "profile"), executable_path=CHROMIUM, args=ARGS, headless=True,
-            viewport={"width": 1200, "height": 800},
-        )
-        try:
-            yield context, Path(tmp)
-        finally:
-            context.close()
+    with offline_context() as opened:
+        yield opened
 
 
 def _open(browser, body: str, name: str, dark: bool) -> OfflinePage:
@@ -102,14 +95,6 @@ def pump(pg: OfflinePage, widget: SteeringPlayground) -> list[dict]:
 
 def set_state(pg: OfflinePage, key: str, value: Any) -> None:
     pg.page.evaluate("([k, v]) => window.__model.set(k, v)", [key, value])
-
-
-def assert_clean(pg: OfflinePage) -> None:
-    assert pg.blocked == []
-    assert pg.dialogs == []
-    assert pg.errors == []
-    assert pg.page.evaluate("window.__pwned") is None
-    assert pg.page.evaluate("document.querySelectorAll('img').length") == 0
 
 
 def shown(toks) -> list[str]:

@@ -122,6 +122,12 @@ def test_lens_without_target_modes():
     w2.color_mode = "target_prob"
 
 
+def assert_refused(widget, result, change: dict, message: str) -> None:
+    """``widget(result with change)`` raises an InputError whose message matches ``message``."""
+    with pytest.raises(InputError, match=message):
+        widget(dataclasses.replace(result, **change))
+
+
 @pytest.mark.parametrize("change, message", [
     ({"top_probs": np.zeros((2, 3, 2))}, "one shape"),
     ({"tokens": ["a", "b"]}, "labels do not match"),
@@ -132,9 +138,7 @@ def test_lens_without_target_modes():
     ({"target_prob": np.zeros((3, 3))}, "target_prob must have shape"),
 ])
 def test_lens_validation(change, message):
-    bad = dataclasses.replace(make_lens(), **change)
-    with pytest.raises(InputError, match=message):
-        LogitLens(bad)
+    assert_refused(LogitLens, make_lens(), change, message)
 
 
 def test_lens_rejects_other_inputs():
@@ -243,9 +247,7 @@ def test_selectivity_nan_index_ranks_last_and_survives_the_wire():
     ({"token_acts": [np.zeros((3, 6)), np.zeros((2, 6)), np.zeros((2, 6))]}, "token_acts\\[2\\]"),
 ])
 def test_selectivity_validation(change, message):
-    bad = dataclasses.replace(make_sel(), **change)
-    with pytest.raises(InputError, match=message):
-        Selectivity(bad)
+    assert_refused(Selectivity, make_sel(), change, message)
 
 
 def test_selectivity_rejects_other_inputs():

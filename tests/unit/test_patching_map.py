@@ -1,7 +1,7 @@
 """PatchingMap widget, Python side, and the single-cell re-run behind its click.
 
-State (dtypes, labels, modes), the click round trip driven by setting ``selected`` as the front
-end does, `patch_cell` against the sweep and against plain torch hooks (model left untouched),
+State (dtypes, labels, modes), the click round trip driven by ``select`` requests as the live
+front end sends them (and by setting ``selected``, as a selection from Python does), `patch_cell` against the sweep and against plain torch hooks (model left untouched),
 validation messages, text/plain and the escaped offline snapshot.
 """
 
@@ -220,9 +220,30 @@ def test_failed_rerun_is_reported_beside_the_map():
 
     w = PatchingMap(synthetic(), rerun=boom)
     w.selected = [0, 2]  # a click: the error goes into detail, not into the comm handler
-    assert w.detail == {"kind": "error", "cell": [0, 2], "message": "RuntimeError: no model for 0,2"}
+    assert w.detail == {"kind": "error", "cell": [0, 2], "client_id": None,
+                        "message": "RuntimeError: no model for 0,2"}
     with pytest.raises(InputError, match=r"re-running cell \(1, 0\) failed: RuntimeError: no model for 1,0"):
         w.select(1, 0)
+
+
+def test_select_requests_are_answered_naming_their_id(tiny_llama):
+    r = _patch(tiny_llama, site="resid")
+    w = r.show(model=tiny_llama, top_k=3)
+    w._on_msg(w, {"kind": "select", "id": 4, "cell": [1, 2]}, [])  # a click in the live view
+    assert w.selected == [1, 2]
+    assert w.detail["kind"] == "rerun" and w.detail["cell"] == [1, 2] and w.detail["client_id"] == 4
+    assert w.detail["value"] == pytest.approx(float(r.values[1, 2]), abs=1e-5)
+    # the same cell again (a second view, or a click before Python echoed): answered again
+    w._on_msg(w, {"kind": "select", "id": 5, "cell": [1, 2]}, [])
+    assert w.detail["client_id"] == 5 and w.detail["cell"] == [1, 2]
+    # a cell outside the map: the error is the reply, the selection stays
+    w._on_msg(w, {"kind": "select", "id": 6, "cell": [9, 0]}, [])
+    assert w.selected == [1, 2] and w.detail["kind"] == "error" and w.detail["client_id"] == 6
+    assert w.detail["message"].startswith("selected must be [] or [row, col] inside the"), w.detail
+    w._on_msg(w, {"kind": "something else", "id": 7}, [])  # ignored
+    assert w.detail["client_id"] == 6
+    w.selected = [0, 1]  # from Python: no request id
+    assert w.detail["cell"] == [0, 1] and w.detail["client_id"] is None
 
 
 @pytest.mark.parametrize("cell", [[2, 0], [0, 3], [-1, 0], [0], [0, 1, 2]])

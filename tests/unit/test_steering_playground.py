@@ -157,13 +157,22 @@ def test_front_end_message_carries_its_id(setup):
     w.close()
 
 
+
+def parked_playground(setup, park_at: int, coefficient: float) -> tuple[Gated, SteeringPlayground, int]:
+    """A live playground whose first request (for ``coefficient``) is parked inside the
+    generator at its ``park_at``-th token boundary: (generator, widget, request seq)."""
+    model, vec = setup
+    gen = Gated(model, vec, park_at=park_at)
+    w = SteeringPlayground(sweep_of(model, vec), generator=gen)
+    seq = w.request(coefficient=coefficient)
+    assert gen.parked.wait(30)
+    return gen, w, seq
+
+
 # ---- newer requests supersede older ones ------------------------------------------------------
 def test_newer_request_cancels_the_running_one_between_tokens_and_drops_the_queued(setup):
     model, vec = setup
-    gen = Gated(model, vec, park_at=3)  # park after two tokens of the first generation
-    w = SteeringPlayground(sweep_of(model, vec), generator=gen)
-    a = w.request(coefficient=1.0)
-    assert gen.parked.wait(30)
+    gen, w, a = parked_playground(setup, 3, 1.0)  # parked after two tokens of the first generation
     assert w.outcome(a) == "generating" and w.status["state"] == "generating"
     b = w.request(coefficient=1.5)  # cancels a (at its next token boundary), waits its turn
     c = w.request(coefficient=2.5)  # replaces b before it started: b is dropped unrun
@@ -182,11 +191,7 @@ def test_newer_request_cancels_the_running_one_between_tokens_and_drops_the_queu
 
 
 def test_moving_back_to_a_cached_value_cancels_and_answers_at_once(setup):
-    model, vec = setup
-    gen = Gated(model, vec, park_at=1)
-    w = SteeringPlayground(sweep_of(model, vec), generator=gen)
-    a = w.request(coefficient=6.0)
-    assert gen.parked.wait(30)
+    gen, w, a = parked_playground(setup, 1, 6.0)
     back = w.request(coefficient=2.0)  # precomputed: answered from the cache immediately
     assert w.outcome(back) == "cached" and w.status["state"] == "done" and w.status["seq"] == back
     gen.release()
@@ -197,11 +202,7 @@ def test_moving_back_to_a_cached_value_cancels_and_answers_at_once(setup):
 
 
 def test_the_same_request_again_joins_the_running_generation(setup):
-    model, vec = setup
-    gen = Gated(model, vec, park_at=2)
-    w = SteeringPlayground(sweep_of(model, vec), generator=gen)
-    a = w.request(coefficient=3.0)
-    assert gen.parked.wait(30)
+    gen, w, a = parked_playground(setup, 2, 3.0)
     again = w.request(coefficient=3.0, client_id=5)
     gen.release()
     assert w.wait(timeout=60)
@@ -237,10 +238,7 @@ def test_cache_answers_repeats_without_generating_and_forgets_least_recent(setup
 # ---- the worker and the user's cells never trace the model at the same time -------------------
 def test_worker_pauses_between_tokens_while_a_cell_runs(setup):
     model, vec = setup
-    gen = Gated(model, vec, park_at=2)
-    w = SteeringPlayground(sweep_of(model, vec), generator=gen)
-    w.request(coefficient=4.0)
-    assert gen.parked.wait(30)
+    gen, w, _ = parked_playground(setup, 2, 4.0)
     done = threading.Event()
 
     def cell_starts() -> None:  # IPython's pre_run_cell: returns once no forward pass runs

@@ -2,11 +2,14 @@
 
 Takes a `PatchingResult` (never a model). Cells are coloured on a diverging scale centred on
 0: normalised (0 = corrupt, 1 = clean) or raw (metric minus the corrupt run's metric); a
-control switches. A click (or Enter on the keyboard cursor) selects a cell: ``selected``
-syncs to Python, which, when the widget was given a ``rerun`` function (``result.show(model=
-model)`` builds one through `mechscope.interventions.patching.cell_rerun`), re-runs that one
-patch and replies through ``detail`` with the metric and the top next tokens before and after.
-Without one (or in the offline HTML snapshot) a click still shows the cell's value.
+control switches. A click (or Enter on the keyboard cursor) selects a cell. When the widget was
+given a ``rerun`` function (``result.show(model=model)`` builds one through
+`mechscope.interventions.patching.cell_rerun`) the front end sends a ``{"kind": "select", "id",
+"cell"}`` request (the one request mechanism, `mechscope.widgets.requests`): Python sets
+``selected``, re-runs that one patch and replies through ``detail`` (naming the request's id as
+``client_id``) with the metric and the top next tokens before and after. Without one (or in the
+offline HTML snapshot) the front end sets ``selected`` itself and a click still shows the cell's
+value; setting ``selected`` from Python (or `PatchingMap.select`) re-runs as a click does.
 
 >>> import numpy as np
 >>> from mechscope.interventions.patching import PatchingResult
@@ -34,6 +37,7 @@ from ..errors import InputError
 from ..interventions.patching import CellPatch, PatchingResult, TopTokens
 from ._base import STATIC, MechscopeWidget
 from .codec import decode_array, encode_array
+from .requests import Requests
 from .traits import ArrayTrait, TraitInputError
 
 #: Largest map drawn cell by cell (the front end scrolls wide maps; nothing is pooled, since
@@ -89,7 +93,7 @@ def _top_dict(top: TopTokens) -> dict[str, Any]:
             "logits": [_finite(x) for x in top.logits], "probs": [_finite(x) for x in top.probs]}
 
 
-class PatchingMap(MechscopeWidget):
+class PatchingMap(Requests, MechscopeWidget):
     """Patching heatmap: rows are layers (first on top), columns are positions or heads.
 
     ``rerun(row, col) -> CellPatch`` (optional; see `PatchingResult.show`) re-runs one cell when
@@ -97,6 +101,7 @@ class PatchingMap(MechscopeWidget):
     """
 
     _esm = STATIC / "patching_map.js"
+    _request_handlers = {"select": "_on_select_request"}  # noqa: RUF012 - read only
     #: The colour scale (always diverging, centred on 0).
     colorscale = "diverging"
 
@@ -142,8 +147,10 @@ class PatchingMap(MechscopeWidget):
     hovered = t.List(t.Int(), default_value=[]).tag(sync=True)
     """[row, col] under the pointer or keyboard cursor, set by the front end."""
     detail = t.Dict().tag(sync=True)
-    """Python's reply to a selection: ``{"kind": "rerun", "cell": [row, col], "value", "before",
-    "after", "clean", ...}`` or ``{"kind": "error", "cell", "message"}``; {} when none."""
+    """Python's reply to a selection: ``{"kind": "rerun", "cell": [row, col], "client_id",
+    "value", "before", "after", "clean", ...}`` or ``{"kind": "error", "cell", "client_id",
+    "message"}``; {} when none. ``client_id`` is the id of the front end's request (None for a
+    selection made from Python)."""
 
     def __init__(self, result: PatchingResult, *, normalized: bool = True,
                  rerun: Rerun | None = None, title: str | None = None) -> None:
@@ -163,6 +170,7 @@ class PatchingMap(MechscopeWidget):
         self._result = result
         self._rerun = rerun
         self._last: CellPatch | None = None
+        self._client_id: int | None = None  # the request being answered (None: from Python)
         approx = " (approximation)" if result.approximation else ""
         where = f", positions {result._positions_text()}" if heads else ""
         super().__init__(
@@ -182,6 +190,7 @@ class PatchingMap(MechscopeWidget):
             can_normalize=can_normalize, live=rerun is not None,
         )
         assert (rows, cols) == self.shape
+        self._listen_for_requests()
 
     # ---- validation and the click round trip -------------------------------------------
     @t.validate("normalized")
@@ -205,7 +214,26 @@ class PatchingMap(MechscopeWidget):
 
     @t.observe("selected")
     def _on_selected(self, change: dict[str, Any]) -> None:
-        cell = list(change["new"])
+        self._answer(list(change["new"]))
+
+    def _on_select_request(self, content: dict[str, Any], client_id: int | None) -> None:
+        """A ``{"kind": "select", "id", "cell": [row, col]}`` request: select the cell (a cell
+        selected already is answered again, naming this request) and reply in ``detail``."""
+        cell: Any = content.get("cell")  # checked by the trait's validation
+        self._client_id = client_id
+        try:
+            if isinstance(cell, list) and cell and cell == self.selected:
+                self._answer(cell)
+            else:
+                self.selected = cell
+        except t.TraitError as err:
+            self.detail = {"kind": "error", "cell": cell if isinstance(cell, list) else [],
+                           "client_id": client_id, "message": str(err)}
+        finally:
+            self._client_id = None
+
+    def _answer(self, cell: list[int]) -> None:
+        """Re-run ``cell`` (when a ``rerun`` was given) and publish the reply in ``detail``."""
         if not cell or self._rerun is None:
             self._last = None
             self.detail = {}
@@ -215,7 +243,8 @@ class PatchingMap(MechscopeWidget):
             patched = self._rerun(row, col)
         except Exception as err:  # shown beside the map; a comm handler would swallow it
             self._last = None
-            self.detail = {"kind": "error", "cell": [row, col], "message": f"{type(err).__name__}: {err}"}
+            self.detail = {"kind": "error", "cell": [row, col], "client_id": self._client_id,
+                           "message": f"{type(err).__name__}: {err}"}
             return
         self._last = patched
         self.detail = self._detail(row, col, patched)
@@ -224,7 +253,8 @@ class PatchingMap(MechscopeWidget):
         span = p.clean_metric - p.corrupt_metric
         norm = (p.value - p.corrupt_metric) / span if self.can_normalize and span else None
         return {
-            "kind": "rerun", "cell": [row, col], "layer": int(p.layer), "column": int(p.column),
+            "kind": "rerun", "cell": [row, col], "client_id": self._client_id,
+            "layer": int(p.layer), "column": int(p.column),
             "column_kind": p.column_kind, "positions": [int(x) for x in p.positions],
             "metric_name": p.metric_name, "value": _finite(p.value),
             "sweep_value": _finite(self._result.values[row, col]),

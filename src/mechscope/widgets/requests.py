@@ -2,9 +2,10 @@
 
 The front end (``js/lib/request.ts``) numbers its requests; a handler named in
 ``_request_handlers`` gets the message and its id, and answers in a reply trait that names the
-id it answers (SteeringPlayground's ``status.client_id``), so the view shows only the reply to
-its newest request. PatchingMap's request is its ``selected`` cell, answered in ``detail``
-(which names the ``cell``).
+id it answers as ``client_id`` (None for a request made from Python), so a view shows only the
+reply to its newest request. SteeringPlayground: ``{"kind": "generate", "prompt",
+"coefficient"}`` answered in ``status``; PatchingMap: ``{"kind": "select", "cell"}`` answered
+in ``detail``.
 """
 
 from __future__ import annotations
