@@ -52,7 +52,6 @@ True
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -63,9 +62,10 @@ from ..errors import InputError
 from ..models.model import Model
 from ..models.sites import site as get_site
 from ..stats import summarize
-from ..validate import check_model, check_positive, check_top_k, index, index_list
+from ..validate import check_model, check_positive, check_top_k, index
 from ._batching import bytes_per_copy, max_copies, plan_chunks
 from .metrics import BoundMetric, Metric, as_metric
+from .patch_plan import Plan, dataset_plan, pair_plan
 from .patch_traces import PatchGroup, attribution_trace, clean_run, patched_trace
 from .patching_results import CellPatch, PatchingResult, TopTokens
 
@@ -83,120 +83,8 @@ _ATTRIBUTION_NOTE = (
 )
 
 
-# ---- what gets patched: examples grouped by token length -----------------------------------------
-@dataclass(frozen=True)
-class _Plan:
-    """The groups to run, the result's columns, and how to label them."""
-
-    groups: list[PatchGroup]
-    n_examples: int
-    columns: list[int]
-    positions: list[int]
-    column_names: list[str] | None
-    clean_tokens: list[str]
-    corrupt_tokens: list[str]
-    clean_prompt: str
-    corrupt_prompt: str
-    dataset_name: str | None = None
-    dataset: PromptPairs | None = None
-
-
-def _tokens_of(model: Model, ids: torch.Tensor) -> list[str]:
-    return model.decode_tokens(ids)
-
-
-def _check_prompts(model: Model, clean: Any, corrupt: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    ids_clean = model.to_tokens(clean)
-    ids_corrupt = model.to_tokens(corrupt)
-    nc, nk = int(ids_clean.shape[1]), int(ids_corrupt.shape[1])
-    if nc != nk:
-        raise InputError(
-            "patching needs the clean and corrupt prompts to have the same number of tokens "
-            "(position p of one is patched into position p of the other), but:\n"
-            f"  clean   has {nc} tokens: {_tokens_of(model, ids_clean)}\n"
-            f"  corrupt has {nk} tokens: {_tokens_of(model, ids_corrupt)}\n"
-            "Reword one so the tokens line up (model.str_tokens(prompt) shows a tokenisation)."
-        )
-    return ids_clean, ids_corrupt
-
-
-def _pair_plan(model: Model, clean: str, corrupt: str, site: str, positions: Any) -> _Plan:
-    """One prompt pair: a group of one; columns are positions (or heads)."""
-    ids_clean, ids_corrupt = _check_prompts(model, clean, corrupt)
-    n = int(ids_clean.shape[1])
-    chosen = index_list(range(n) if positions is None else positions, n, "positions", "position")
-    pos = torch.tensor([chosen], dtype=torch.long)
-    group = PatchGroup(torch.zeros(1, dtype=torch.long), ids_clean, ids_corrupt, pos, pos)
-    columns = list(range(model.n_heads)) if site == "heads" else chosen
-    return _Plan([group], 1, columns, chosen, None, _tokens_of(model, ids_clean),
-                 _tokens_of(model, ids_corrupt), clean, corrupt)
-
-
-def _dataset_plan(model: Model, data: PromptPairs, site: str, positions: Any) -> _Plan:
-    """Every example of ``data``, grouped by (clean, corrupt) length; columns are positions
-    (all examples one length), roles (``positions=`` role names, or by default when lengths
-    differ), or heads (patched at every position, or at the named roles)."""
-    tok = data.tokenize(model)
-    lengths = [(len(c), len(k)) for c, k in zip(tok.clean_ids, tok.corrupt_ids, strict=True)]
-    names: list[str] | None = None
-    if positions is not None and not isinstance(positions, str) and all(isinstance(p, str) for p in positions):
-        names = tok.check_roles(positions)
-    elif isinstance(positions, str):
-        names = tok.check_roles([positions])
-    common = len(set(lengths)) == 1 and lengths[0][0] == lengths[0][1]
-    if names is None and site != "heads" and not common:
-        if positions is not None or not tok.role_names[:-1]:
-            raise InputError(_misaligned(data, lengths))
-        names = list(tok.role_names)
-    if names is None and site == "heads" and any(c != k for c, k in lengths):
-        raise InputError(_misaligned(data, lengths))
-    n = lengths[0][0]
-    pos_c: np.ndarray | None
-    pos_k: np.ndarray | None
-    if names is not None:
-        pos_c = np.stack([tok.roles_clean[r] for r in names], axis=1)
-        pos_k = np.stack([tok.roles_corrupt[r] for r in names], axis=1)
-        chosen: list[int] = []
-    elif site == "heads" and positions is None:
-        pos_c = pos_k = None  # every position of each example
-        chosen = list(range(n)) if common else []
-    else:
-        if not common:
-            raise InputError(_misaligned(data, lengths))
-        chosen = index_list(range(n) if positions is None else positions, n, "positions", "position")
-        pos_c = pos_k = np.tile(np.array(chosen), (len(data), 1))
-    groups = []
-    for length in sorted(set(lengths)):
-        members = [i for i, ln in enumerate(lengths) if ln == length]
-        idx = torch.tensor(members, dtype=torch.long)
-        all_pos = torch.arange(length[1]).repeat(len(members), 1)
-        groups.append(PatchGroup(
-            idx, torch.tensor([tok.clean_ids[i] for i in members], dtype=torch.long),
-            torch.tensor([tok.corrupt_ids[i] for i in members], dtype=torch.long),
-            all_pos if pos_c is None else torch.as_tensor(pos_c[members], dtype=torch.long),
-            all_pos if pos_k is None else torch.as_tensor(pos_k[members], dtype=torch.long)))
-    if site == "heads":
-        columns = list(range(model.n_heads))
-    else:
-        columns = list(range(len(names))) if names is not None else chosen
-    return _Plan(groups, len(data), columns, chosen, names,
-                 model.decode_tokens(tok.clean_ids[0]), model.decode_tokens(tok.corrupt_ids[0]),
-                 data.clean[0], data.corrupt[0], data.name, data)
-
-
-def _misaligned(data: PromptPairs, lengths: list[tuple[int, int]]) -> str:
-    first = lengths[0]
-    odd = [i for i, ln in enumerate(lengths) if ln != first or ln[0] != ln[1]][:8]
-    shown = ", ".join(f"{i} ({lengths[i][0]} clean / {lengths[i][1]} corrupt tokens)" for i in odd)
-    roles = list(data.role_names)
-    return (f"the examples of {data.name!r} do not line up token by token: example 0 has "
-            f"{first[0]} clean / {first[1]} corrupt tokens, but examples {shown}. Patch by role "
-            f"(positions= role names; this dataset has {roles}), or give examples whose clean and "
-            "corrupt texts have one length.")
-
-
 # ---- running the plan ------------------------------------------------------------------------------
-def _subgroups(plan: _Plan, per_copy: int, budget_mb: float) -> Iterator[PatchGroup]:
+def _subgroups(plan: Plan, per_copy: int, budget_mb: float) -> Iterator[PatchGroup]:
     """The groups, cut so that one patched column of a sub-group fits the memory budget."""
     most = max_copies(budget_mb, per_copy)
     for group in plan.groups:
@@ -204,7 +92,7 @@ def _subgroups(plan: _Plan, per_copy: int, budget_mb: float) -> Iterator[PatchGr
             yield group.take(slice(start, start + most))
 
 
-def _exact(model: Model, plan: _Plan, site: str, layers: list[int], metric: BoundMetric,
+def _exact(model: Model, plan: Plan, site: str, layers: list[int], metric: BoundMetric,
            budget_mb: float, progress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """(per-example values (N, layers, columns), clean (N,), corrupt (N,), forward passes)."""
     from tqdm.auto import tqdm
@@ -244,7 +132,7 @@ def _exact(model: Model, plan: _Plan, site: str, layers: list[int], metric: Boun
     return values, clean, corrupt, passes
 
 
-def _attribution(model: Model, plan: _Plan, site: str, layers: list[int],
+def _attribution(model: Model, plan: Plan, site: str, layers: list[int],
                  metric: BoundMetric) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """(per-example estimates (N, layers, columns), clean (N,), corrupt (N,), forward passes)."""
     values = np.empty((plan.n_examples, len(layers), len(plan.columns)), dtype=np.float32)
@@ -314,7 +202,7 @@ def patch(model: Model, clean: str | PromptPairs, corrupt: str | None = None,
 
 
 def _plan(model: Model, clean: Any, corrupt: Any, metric: Any, site: str, positions: Any,
-          verb: str) -> tuple[_Plan, BoundMetric]:
+          verb: str) -> tuple[Plan, BoundMetric]:
     """The plan and the bound metric of one prompt pair or a `PromptPairs` (checked here)."""
     if isinstance(clean, PromptPairs):
         if corrupt is not None and not isinstance(corrupt, Metric | BoundMetric):
@@ -322,15 +210,15 @@ def _plan(model: Model, clean: Any, corrupt: Any, metric: Any, site: str, positi
                              "carries its own; pass the metric as metric=.")
         chosen_metric = corrupt if metric is None and corrupt is not None else metric
         bound = as_metric(chosen_metric, model) if chosen_metric is not None else clean.metric(model)
-        return _dataset_plan(model, clean, site, positions), bound
+        return dataset_plan(model, clean, site, positions), bound
     if corrupt is None or metric is None:
         raise InputError(f"{verb}(model, clean, corrupt, metric) needs a corrupt prompt and a metric "
                          "(e.g. logit_diff(' Paris', ' Rome')), or a dataset from mechscope.datasets.")
     bound = as_metric(metric, model)
-    return _pair_plan(model, clean, corrupt, site, positions), bound
+    return pair_plan(model, clean, corrupt, site, positions), bound
 
 
-def _result(model: Model, plan: _Plan, bound: BoundMetric, site: str, method: str,
+def _result(model: Model, plan: Plan, bound: BoundMetric, site: str, method: str,
             layers: list[int], per_example: np.ndarray, clean: np.ndarray, corrupt: np.ndarray,
             passes: int) -> PatchingResult:
     dataset = plan.dataset_name is not None
