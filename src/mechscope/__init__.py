@@ -13,9 +13,11 @@ from importlib import import_module
 from typing import Any
 
 from .analysis.activations import ActivationsResult, activations
+from .analysis.collect import collect
 from .analysis.logit_lens import LogitLensResult, logit_lens
 from .analysis.over_dataset import DatasetReading
 from .analysis.selectivity import SelectivityResult, selectivity
+from .analysis.store import ActivationStore
 from .errors import (
     GenerationCancelled,
     InputError,
@@ -61,6 +63,7 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(SUBMODULES) | set(_FROM_PUBLISH))
 
 __all__ = [*SUBMODULES, *_FROM_PUBLISH,
+    "ActivationStore",
     "Ablated",
     "AblationComparison",
     "AblationEffect",
@@ -84,6 +87,7 @@ __all__ = [*SUBMODULES, *_FROM_PUBLISH,
     "Target",
     "UnsupportedArchitectureError",
     "ablate",
+    "collect",
     "compare_ablations",
     "activations",
     "generate",
