@@ -130,6 +130,8 @@ lint: install js
 bench: setup chromium
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/widgets.py
+	$(PY) benchmarks/dataset_scale.py
+	$(PY) benchmarks/collect.py
 
 clean:
 	rm -rf build src/mechscope/static node_modules
