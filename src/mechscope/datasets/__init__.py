@@ -5,6 +5,8 @@
   positions) and metadata; `prompts` / `Prompts`: plain sets of texts. Every verb that takes
   a prompt (pair) also takes one of these.
 - `labelled_texts`: template sentences in five topics (the selectivity tutorial's data).
+- generators (`mechscope.datasets.generators`), deterministic per seed: `ioi`,
+  `factual_recall`, `capitals`, `greater_than`, `sentiment`, `induction`.
 
 >>> from mechscope import datasets
 >>> data = datasets.pairs([{"clean": "a b", "corrupt": "a c", "answer": " b", "wrong": " c"}])
@@ -12,7 +14,9 @@
 (1, ['animals', 'cities'])
 """
 
+from .generators import capitals, factual_recall, greater_than, induction, ioi, sentiment
 from .labelled import TOPICS, labelled_texts
 from .pairs import COLUMNS, END, PromptPairs, Prompts, pairs, prompts
 
-__all__ = ["COLUMNS", "END", "TOPICS", "PromptPairs", "Prompts", "labelled_texts", "pairs", "prompts"]
+__all__ = ["COLUMNS", "END", "TOPICS", "PromptPairs", "Prompts", "capitals", "factual_recall", "greater_than",
+           "induction", "ioi", "labelled_texts", "pairs", "prompts", "sentiment"]
