@@ -3,7 +3,8 @@
 Tokens, prompts, labels, class names, run names and titles come from users and models; each
 widget must show them as text. ``widgets()`` computes real results on a tiny model, then puts
 catalogue entries into every string the widget displays (tokens, top-k tokens, prompts, class
-labels, example texts, run names, metric names, titles) and builds all six widgets. Used by the
+labels, example texts, run names, metric names, titles) and builds all six widgets, plus a
+PatchingMap over a dataset (``PatchingMapDataset``: hostile example texts in its picker). Used by the
 browser tier in JupyterLab (the kernel imports this file) and in exported offline HTML.
 
 A page that ran one of these strings as code sets ``window.__pwned`` (or opens a dialog): the
@@ -12,7 +13,7 @@ a) appears in a widget.
 
 >>> from tests.hostile import CATALOGUE, widgets
 >>> sorted(widgets())
-['Dynamics', 'Heatmap', 'LogitLens', 'PatchingMap', 'Selectivity', 'SteeringPlayground']
+['Dynamics', 'Heatmap', 'LogitLens', 'PatchingMap', 'PatchingMapDataset', 'Selectivity', 'SteeringPlayground']
 """
 
 from __future__ import annotations
@@ -85,6 +86,17 @@ def widgets() -> dict[str, Any]:
         clean_prompt=CATALOGUE[0], corrupt_prompt=CATALOGUE[2], model_name=CATALOGUE[6],
         note=CATALOGUE[8])
     out["PatchingMap"] = PatchingMap(patched, title=title)
+
+    rows = [{"clean": c, "corrupt": k, "answer": " the", "wrong": " of"}
+            for c, k in (("the cat sat on", "the dog sat on"), ("a cat ran to", "a dog ran to"),
+                         ("the cat ran to", "the dog ran to"))]
+    over = mechscope.patch(model, mechscope.datasets.pairs(rows), site="heads", progress=False)
+    texts = [CATALOGUE[0], CATALOGUE[2], CATALOGUE[11]]  # markup, and an unterminated RTL override
+    over = dataclasses.replace(
+        over, dataset=mechscope.datasets.pairs([dict(r, clean=t) for r, t in zip(rows, texts, strict=True)]),
+        dataset_name=CATALOGUE[4], metric_name=CATALOGUE[5], clean_prompt=texts[0], corrupt_prompt=CATALOGUE[2],
+        model_name=CATALOGUE[6])
+    out["PatchingMapDataset"] = PatchingMap(over, title=title)
 
     examples = {"a": ["the cat sat", "red and blue"], "b": ["a dog ran far", "the end of it"],
                 "c": ["one two three", "so it goes"]}

@@ -3,8 +3,11 @@
 // {kind: "select", id, cell} request that Python answers by setting `selected`, re-running that
 // patch and replying through `detail` (naming the request's id: js/lib/request.ts) with the top
 // tokens before and after, drawn beside the map as text; without a kernel (or a re-run
-// function) it sets `selected` itself. Python side: src/mechscope/widgets/patching_map.py.
-import { decodeFloat, type EncodedArray } from "../lib/codec";
+// function) it sets `selected` itself. A result over a dataset (`n_examples` > 0) shows the mean
+// over its examples with the bootstrap interval on hover, an example picker (`example`) and the
+// spread of the selected cell over the examples (js/lib/spread.ts) in the detail pane.
+// Python side: src/mechscope/widgets/patching_map.py (+ patching_examples.py).
+import { decodeFloat, decodeOptional, type EncodedArray } from "../lib/codec";
 import { colorBarCanvas, colorTable, formatValue, valueRange, type Range } from "../lib/colors";
 import { choiceSelect, fillColumnLabels, h, ownKeys } from "../lib/dom";
 import {
@@ -13,6 +16,7 @@ import {
 } from "../lib/grid";
 import { onChange, viewWidget, type AnyModel } from "../lib/model";
 import { answers, replyFor, Requests } from "../lib/request";
+import { SPREAD_CSS, SpreadStrip, type Spread } from "../lib/spread";
 import { visibleToken } from "../lib/tokens";
 
 interface Top {
@@ -40,6 +44,9 @@ interface RerunDetail {
   before: Top;
   after: Top;
   clean: Top;
+  n?: number; // over a dataset: how many examples the re-run averages ...
+  example?: number; // ... and the example whose top tokens are shown
+  example_text?: string;
 }
 
 interface ErrorDetail {
@@ -57,8 +64,24 @@ interface SelectMsg {
 
 type Detail = RerunDetail | ErrorDetail | Record<string, never>;
 
+type Optional = EncodedArray | Record<string, never>;
+
 type PatchingTraits = {
   effect: EncodedArray;
+  n_examples: number;
+  ci_level: number;
+  dataset_name: string;
+  ci_low: Optional;
+  ci_high: Optional;
+  norm_mean: Optional;
+  norm_low: Optional;
+  norm_high: Optional;
+  per_example: Optional;
+  clean_per_example: Optional;
+  corrupt_per_example: Optional;
+  example_texts: string[];
+  examples_note: string;
+  example: number;
   clean_metric: number | null;
   corrupt_metric: number | null;
   metric_name: string;
@@ -67,7 +90,7 @@ type PatchingTraits = {
   positions_text: string;
   clean_prompt: string;
   corrupt_prompt: string;
-  column_kind: "position" | "head";
+  column_kind: "position" | "head" | "role";
   row_labels: string[];
   col_labels: string[];
   col_clean: string[];
@@ -90,7 +113,8 @@ const TEXT_MIN_W = 34; // draw each cell's number only when cells are at least t
 const TEXT_MIN_H = 14; // ... and this tall
 const DATA = ["effect", "clean_metric", "corrupt_metric", "metric_name", "row_labels", "col_labels", "col_clean",
   "col_corrupt", "columns", "column_kind", "positions_text", "clean_prompt", "corrupt_prompt", "title", "note",
-  "normalized", "can_normalize"] as const;
+  "normalized", "can_normalize", "n_examples", "ci_level", "dataset_name", "ci_low", "ci_high", "norm_mean", "norm_low",
+  "norm_high", "per_example", "clean_per_example", "corrupt_per_example", "example_texts", "examples_note", "example"] as const;
 const CSS = `
 .ms-pmap .ms-pmap-head { display: flex; gap: 12px; align-items: center; flex-wrap: wrap; margin-bottom: 2px; }
 .ms-pmap .ms-pmap-head .ms-title { margin: 2px 0; }
@@ -131,7 +155,9 @@ const CSS = `
 .ms-pmap .ms-pmap-bar { position: relative; }
 .ms-pmap .ms-pmap-bar canvas { display: block; }
 .ms-pmap .ms-pmap-zero { position: absolute; left: 13px; line-height: 14px; white-space: nowrap; }
-`;
+.ms-pmap .ms-pmap-picker select { max-width: 280px; }
+.ms-pmap > .ms-note { white-space: pre-line; }
+${SPREAD_CSS}`;
 
 /** A cell's number drawn inside it: short, fixed width. */
 function short(v: number): string {
@@ -147,11 +173,51 @@ function num(v: number | null | undefined): string {
   return v === null || v === undefined ? "n/a" : formatValue(v);
 }
 
+/** `mean [lo, hi]`, or the mean alone without an interval. */
+function withInterval(v: number, lo: number | undefined, hi: number | undefined): string {
+  return lo === undefined || hi === undefined ? formatValue(v) : `${formatValue(v)} [${formatValue(lo)}, ${formatValue(hi)}]`;
+}
+
+/** Over a dataset: what the map averages (all optional arrays decoded; null when absent). */
+class Examples {
+  n = 0;
+  perExample: Float32Array | null = null;
+  clean: Float32Array = new Float32Array(0);
+  corrupt: Float32Array = new Float32Array(0);
+  ciLow: Float32Array | null = null;
+  ciHigh: Float32Array | null = null;
+  normMean: Float32Array | null = null;
+  normLow: Float32Array | null = null;
+  normHigh: Float32Array | null = null;
+
+  load(model: AnyModel<PatchingTraits>): void {
+    const f = (k: keyof PatchingTraits) => {
+      const v = decodeOptional(model.get(k) as Optional);
+      return v === null ? null : Float32Array.from(v);
+    };
+    this.n = model.get("n_examples") ?? 0;
+    [this.perExample, this.ciLow, this.ciHigh] = [f("per_example"), f("ci_low"), f("ci_high")];
+    [this.normMean, this.normLow, this.normHigh] = [f("norm_mean"), f("norm_low"), f("norm_high")];
+    this.clean = f("clean_per_example") ?? new Float32Array(0);
+    this.corrupt = f("corrupt_per_example") ?? new Float32Array(0);
+  }
+
+  /** Example i's value at flat cell k: normalised by its own runs (NaN when they agree, as
+   * PatchingResult.normalized_per_example), or its metric minus its corrupt metric. */
+  value(i: number, k: number, cells: number, norm: boolean): number {
+    const effect = this.perExample![i * cells + k] - this.corrupt[i];
+    if (!norm) return effect;
+    const span = this.clean[i] - this.corrupt[i];
+    return !Number.isFinite(span) || Math.abs(span) <= 1e-9 * Math.max(1, Math.abs(this.clean[i])) ? NaN : effect / span;
+  }
+}
+
 /** What the map shows, for its cells' text (tooltip, detail pane). */
 export class PatchingCells {
   R = 0; // rows (layers)
   C = 0; // columns (positions or heads)
   effect: Float32Array = new Float32Array(0);
+  readonly ex = new Examples();
   /** The cell of this view's newest select request, until Python's `selected` follows it. */
   asked: Cell | null = null;
   readonly requests: Requests<SelectMsg>;
@@ -164,6 +230,7 @@ export class PatchingCells {
     const dec = decodeFloat(this.model.get("effect"));
     [this.R, this.C] = dec.shape;
     this.effect = dec.values;
+    this.ex.load(this.model);
   }
 
   span(): number | null {
@@ -175,14 +242,24 @@ export class PatchingCells {
   }
 
   normalizedOn(): boolean {
-    return this.model.get("normalized") && this.model.get("can_normalize") && this.span() !== null;
+    const can = this.ex.n ? this.ex.normMean !== null : this.span() !== null;
+    return this.model.get("normalized") && this.model.get("can_normalize") && can;
+  }
+
+  /** The example drawn (-1: the mean, also when no per-example values were sent). */
+  example(): number {
+    const i = this.model.get("example") ?? -1;
+    return this.ex.perExample && i >= 0 && i < this.ex.n ? i : -1;
   }
 
   /** What each cell shows in the current mode. */
   shown(): Float32Array {
+    const i = this.example();
+    const norm = this.normalizedOn();
+    if (i >= 0) return Float32Array.from(this.effect, (_, k) => this.ex.value(i, k, this.R * this.C, norm));
+    if (norm && this.ex.n && this.ex.normMean) return this.ex.normMean;
     const s = this.span();
-    const norm = this.normalizedOn() && s !== null;
-    return this.effect.map((e) => (norm ? e / s : e));
+    return this.effect.map((e) => (norm && s !== null ? e / s : e));
   }
 
   cellName(r: number, c: number): string {
@@ -191,6 +268,7 @@ export class PatchingCells {
     if (m.get("column_kind") === "head") {
       return `${layer}  |  head ${m.get("col_labels")[c] ?? c} (positions: ${m.get("positions_text")})`;
     }
+    if (m.get("column_kind") === "role") return `${layer}  |  role ${JSON.stringify(m.get("col_labels")[c] ?? "")}`;
     const clean = m.get("col_clean")[c] ?? "";
     const corrupt = m.get("col_corrupt")[c] ?? "";
     const pos = m.get("columns")[c] ?? c;
@@ -199,6 +277,7 @@ export class PatchingCells {
   }
 
   valueLines(r: number, c: number): string[] {
+    if (this.ex.n) return this.example() >= 0 ? this.exampleLines(r, c) : this.meanLines(r, c);
     const e = this.effect[r * this.C + c];
     const k = this.model.get("corrupt_metric");
     const s = this.span();
@@ -206,6 +285,56 @@ export class PatchingCells {
     if (s !== null && this.model.get("can_normalize")) parts.push(`normalised: ${formatValue(e / s)}`);
     parts.push(`minus corrupt: ${formatValue(e)}`);
     return [`${this.model.get("metric_name")}: ${k === null ? "n/a" : formatValue(k + e)} (patched)`, parts.join("   ")];
+  }
+
+  /** A dataset's mean at (r, c) with its intervals: "0.42 [0.31, 0.55], 95% CI, n=100". */
+  private meanLines(r: number, c: number): string[] {
+    const k = r * this.C + c;
+    const ex = this.ex;
+    const e = this.effect[k];
+    const corrupt = this.model.get("corrupt_metric");
+    const ci = `${Math.round((this.model.get("ci_level") ?? 0.95) * 100)}% CI, n=${ex.n}`;
+    const metric = corrupt === null ? "n/a" : withInterval(corrupt + e, ex.ciLow?.[k], ex.ciHigh?.[k]);
+    const parts = [];
+    if (ex.normMean && this.model.get("can_normalize")) {
+      parts.push(`normalised: ${withInterval(ex.normMean[k], ex.normLow?.[k], ex.normHigh?.[k])}`);
+    }
+    parts.push(`minus corrupt: ${formatValue(e)}`);
+    return [`${this.model.get("metric_name")}: ${metric}, ${ci} (patched, mean)`, parts.join("   ")];
+  }
+
+  /** Example i's own value at (r, c). */
+  private exampleLines(r: number, c: number): string[] {
+    const i = this.example();
+    const k = r * this.C + c;
+    const ex = this.ex;
+    const cells = this.R * this.C;
+    const parts = [];
+    if (this.model.get("can_normalize")) parts.push(`normalised: ${formatValue(ex.value(i, k, cells, true))}`);
+    parts.push(`minus corrupt: ${formatValue(ex.value(i, k, cells, false))}`);
+    return [`${this.model.get("metric_name")}: ${formatValue(ex.perExample![i * cells + k])} (patched, example ${i})`,
+      parts.join("   "), `example ${i}: clean ${formatValue(ex.clean[i])}, corrupt ${formatValue(ex.corrupt[i])}`];
+  }
+
+  /** The spread of cell (r, c) over the examples in the current mode (null: none sent). */
+  spread(r: number, c: number): Spread | null {
+    const ex = this.ex;
+    if (!ex.n || !ex.perExample) return null;
+    const k = r * this.C + c;
+    const cells = this.R * this.C;
+    const norm = this.normalizedOn();
+    const texts = this.model.get("example_texts") ?? [];
+    const current = this.example();
+    if (norm && ex.normMean) {
+      const values = Float32Array.from({ length: ex.n }, (_, i) => ex.value(i, k, cells, true));
+      return { values, mean: ex.normMean[k], lo: ex.normLow?.[k] ?? null, hi: ex.normHigh?.[k] ?? null,
+        label: "normalised effect per example", texts, current };
+    }
+    // raw: the patched metric of each example, its mean and the result's interval
+    const values = Float32Array.from({ length: ex.n }, (_, i) => ex.perExample![i * cells + k]);
+    const corrupt = this.model.get("corrupt_metric");
+    return { values, mean: corrupt === null ? NaN : corrupt + this.effect[k], lo: ex.ciLow?.[k] ?? null,
+      hi: ex.ciHigh?.[k] ?? null, label: `${this.model.get("metric_name")} per example, patched`, texts, current };
   }
 
   /** The selected cell (the one this view asked for while Python has not followed yet). */
@@ -262,8 +391,10 @@ function replyDetail(detail: HTMLElement, d: Detail, cell: Cell, cells: Patching
     detail.dataset.state = "rerun";
     const what = d.approximation ? "exact re-run (the map is an attribution estimate)" : "re-run through the model";
     const norm = d.normalized !== null && d.normalized !== undefined ? `, normalised ${formatValue(d.normalized)}` : "";
-    detail.append(h("div", "ms-pmap-facts ms-pmap-rerun", `${what}: ${num(d.value)}${norm}`));
-    detail.append(h("div", "ms-pmap-caption", "top next tokens at the last position (logit · probability)"));
+    const over = d.n ? ` over ${d.n} examples (mean)` : "";
+    detail.append(h("div", "ms-pmap-facts ms-pmap-rerun", `${what}${over}: ${num(d.value)}${norm}`));
+    const whose = d.n ? ` of example ${d.example ?? 0} (${JSON.stringify(visibleToken(d.example_text ?? ""))})` : "";
+    detail.append(h("div", "ms-pmap-caption", `top next tokens${whose} at the last position (logit · probability)`));
     detail.append(topTable(d));
     if (offline) detail.append(h("div", "ms-note", "(re-run saved with the notebook; live re-runs of other cells need a running kernel)"));
   } else if (matches && d.kind === "error") {
@@ -280,16 +411,24 @@ function replyDetail(detail: HTMLElement, d: Detail, cell: Cell, cells: Patching
   }
 }
 
-/** The selected cell's value and Python's reply (the detail pane beside the map). */
-function renderDetail(detail: HTMLElement, cells: PatchingCells): void {
+/** The selected cell's value, its spread over a dataset's examples (`pick` draws the example
+ * clicked there) and Python's reply (the detail pane beside the map). */
+function renderDetail(detail: HTMLElement, cells: PatchingCells, pick: (i: number) => void): void {
   const model = cells.model;
   detail.replaceChildren();
   const s = cells.selectedCell();
   if (!s) return emptyDetail(detail, model.get("live"));
   detail.dataset.cell = `${s[0]},${s[1]}`;
   detail.append(h("div", "ms-pmap-dhead", cells.cellName(...s)));
+  const means = cells.ex.n ? ` (means over ${cells.ex.n} examples)` : "";
   detail.append(h("div", "ms-pmap-facts", cells.valueLines(...s).join("\n") +
-    `\nunpatched: corrupt ${num(model.get("corrupt_metric"))}, clean ${num(model.get("clean_metric"))}`));
+    `\nunpatched: corrupt ${num(model.get("corrupt_metric"))}, clean ${num(model.get("clean_metric"))}${means}`));
+  const spread = cells.spread(...s);
+  if (spread) {
+    const strip = new SpreadStrip(spread, pick);
+    detail.append(strip.el);
+    strip.draw(getComputedStyle(detail).color || "#000");
+  }
   replyDetail(detail, model.get("detail"), s, cells);
 }
 
@@ -299,6 +438,8 @@ class PatchingView {
   private readonly select: HTMLSelectElement;
   private readonly optNorm: HTMLOptionElement;
   private readonly prompts = h("div", "ms-pmap-prompts");
+  private readonly picker = h("label", "ms-pmap-picker");
+  private pickerKey = "";
   private readonly rowLabels = h("div", "ms-rowlabels");
   private readonly scroll = h("div", "ms-scroll");
   private readonly canvas = h("canvas", "ms-canvas");
@@ -324,7 +465,7 @@ class PatchingView {
     const head = h("div", "ms-pmap-head");
     const label = h("label", undefined, "cells: ");
     label.append(this.select);
-    head.append(this.title, label);
+    head.append(this.title, label, this.picker);
     this.canvas.tabIndex = 0;
     this.canvas.setAttribute("role", "grid");
     ownKeys(this.canvas);
@@ -346,7 +487,8 @@ class PatchingView {
     cells.load();
     const { R, C } = cells;
     this.title.textContent = this.model.get("title");
-    this.prompts.textContent = `clean:   ${JSON.stringify(this.model.get("clean_prompt"))}\ncorrupt: ${JSON.stringify(this.model.get("corrupt_prompt"))}`;
+    this.prompts.textContent = this.promptsText();
+    this.fillPicker();
     this.optNorm.disabled = !this.model.get("can_normalize") || cells.span() === null;
     this.select.value = cells.normalizedOn() ? "normalized" : "raw";
     const vals = cells.shown();
@@ -359,12 +501,56 @@ class PatchingView {
     gridRowLabels(this.rowLabels, this.model.get("row_labels"), R, this.cellH);
     fillColumnLabels(this.colLabels, this.model.get("col_labels").slice(0, C), this.cellW, (c) => cells.cellName(0, c).split("  |  ")[1]);
     this.drawColorbar(range, R * this.cellH);
-    const notes = [this.model.get("note")].filter((x) => x);
+    const notes = [this.model.get("note"), this.model.get("examples_note")].filter((x) => x);
+    if (cells.ex.perExample) notes.push("pick an example above to draw its own map; a selected cell shows its spread over the examples");
     notes.push("hover for values; click a cell, or focus the map and use the arrow keys and Enter, to select it");
     this.note.textContent = notes.join("\n");
     this.root.dataset.mode = cells.normalizedOn() ? "normalized" : "raw";
+    this.root.dataset.example = String(cells.example());
     this.placeCell(this.cursor, this.keyCell, false);
     this.showSelection();
+  }
+
+  /** The prompts line: the clean and corrupt prompts, or over a dataset its size and the
+   * example drawn (its clean text) or the first example's prompts. */
+  private promptsText(): string {
+    const m = this.model;
+    const n = this.cells.ex.n;
+    if (!n) return `clean:   ${JSON.stringify(m.get("clean_prompt"))}\ncorrupt: ${JSON.stringify(m.get("corrupt_prompt"))}`;
+    const name = m.get("dataset_name") ? ` of ${JSON.stringify(m.get("dataset_name"))}` : "";
+    const i = this.cells.example();
+    const texts = m.get("example_texts") ?? [];
+    if (i >= 0) return `example ${i} of ${n}${name}\nclean: ${JSON.stringify(texts[i] ?? "")}`;
+    return `mean of ${n} examples${name}\nexample 0, clean: ${JSON.stringify(texts[0] ?? m.get("clean_prompt"))}`;
+  }
+
+  /** The example picker ("mean of n examples", then one entry per example: its index and
+   * clean text, made visible), rebuilt only when the examples change; hidden without them. */
+  private fillPicker(): void {
+    const ex = this.cells.ex;
+    const texts = this.model.get("example_texts") ?? [];
+    const key = ex.perExample ? `${ex.n}\u0000${texts.join("\u0000")}` : "";
+    if (key !== this.pickerKey) {
+      this.pickerKey = key;
+      this.picker.replaceChildren();
+      if (key) {
+        const options: [string, string][] = [["-1", `mean of ${ex.n} examples`]];
+        for (let i = 0; i < ex.n; i++) options.push([String(i), `${i}: ${visibleToken(texts[i] ?? `example ${i}`)}`]);
+        const { select } = choiceSelect("example", options);
+        select.classList.add("ms-pmap-example");
+        select.addEventListener("change", () => this.pick(Number(select.value)));
+        this.picker.append("example: ", select);
+      }
+    }
+    this.picker.style.display = key ? "" : "none";
+    const select = this.picker.querySelector("select");
+    if (select) select.value = String(this.cells.example());
+  }
+
+  /** Draw example i (-1: the mean): `example` set here; its listener redraws. */
+  pick(i: number): void {
+    this.model.set("example", i);
+    this.model.save_changes();
   }
 
   /** Cells as wide as their labels want (within 48..96 px) while the map fits FIT_W; many
@@ -411,7 +597,7 @@ class PatchingView {
     const s = this.cells.selectedCell();
     if (s) this.placeCell(this.selBox, s, true);
     else this.selBox.style.display = "none";
-    renderDetail(this.detail, this.cells);
+    renderDetail(this.detail, this.cells, (i) => this.pick(i));
   }
 
   private showTip(cell: Cell, clientX: number, clientY: number): void {
@@ -448,7 +634,7 @@ class PatchingView {
    * the one awaited) ends its wait for `selected`. */
   onDetail(): void {
     if (this.cells.asked && this.cells.requests.answers(this.model.get("detail"), "client_id")) this.cells.asked = null;
-    renderDetail(this.detail, this.cells);
+    renderDetail(this.detail, this.cells, (i) => this.pick(i));
   }
 
   private onKey(ev: KeyboardEvent): void {
@@ -499,5 +685,5 @@ export default viewWidget<PatchingTraits, PatchingView>([STYLE_ID, CSS], (model,
   (model, view) => [
     onChange(model, ["selected"], () => view.onSelected()),
     replyFor(model, "detail", () => view.onDetail()),
-    onChange(model, ["live"], () => renderDetail(view.detail, view.cells)),
+    onChange(model, ["live"], () => view.showSelection()),
   ]);

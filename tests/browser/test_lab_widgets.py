@@ -8,6 +8,9 @@ the kernel's side back through silent executions (``user_expressions``):
   against a copy of js/lib/colors.ts's table, a click re-running that one patch in the kernel
   (empty -> pending -> rerun, equal to the sweep to 1e-5, top tokens before / after / clean),
   keyboard cursor and Enter, the normalised/raw control, hover reaching the kernel.
+- `PatchingMap` over a 12-example dataset: the mean's colours, the hover's interval equal to the
+  kernel's, the example picker reaching the kernel (``w.example``) and redrawing that example, a
+  click re-running the cell over the whole dataset with its spread drawn.
 - `SteeringPlayground` (js/widgets/steering_playground.ts) on the tiny llama: fast slider key
   presses debounced into one generation request, both panes equal to `mechscope.generate` in
   the kernel, a new prompt regenerating, a hostile prompt staying literal text.
@@ -127,10 +130,15 @@ def assert_colours_match_scale(m: MapView, shown: list[list[float]], where: str)
     assert not bad, f"{where}: cells off the diverging scale ((r, c), value, rgb, expected): {bad[:4]}"
 
 
+def map_view(lab: Lab, chromium: Any, name: str, cells: list[str]) -> Iterator[MapView]:
+    """The PatchingMap that notebook ``name`` (``cells``) shows in cell PMAP_CELL."""
+    with open_widget(lab, chromium, name, cells, PMAP_CELL, PMAP, "canvas.ms-canvas") as (nb, root, canvas):
+        yield MapView(nb, root, canvas, root.locator(".ms-pmap-detail"))
+
+
 @pytest.fixture(scope="class")
 def pmap(jupyter_lab: Lab, chromium: Any) -> Iterator[MapView]:
-    with open_widget(jupyter_lab, chromium, PMAP_NB, PMAP_CELLS, PMAP_CELL, PMAP, "canvas.ms-canvas") as (nb, root, canvas):
-        yield MapView(nb, root, canvas, root.locator(".ms-pmap-detail"))
+    yield from map_view(jupyter_lab, chromium, PMAP_NB, PMAP_CELLS)
 
 
 class TestPatchingMap:
@@ -265,6 +273,65 @@ class TestPatchingMap:
         pmap.nb.cell(PMAP_CELL).locator(f'{PMAP}[data-mode="normalized"]').wait_for(state="attached", timeout=5_000)
         pmap.nb.wait_value("w.normalized", True)
         assert pmap.corner_rgb(3, 6) == (103, 0, 31)
+
+
+# ==== PatchingMap over a dataset ==================================================================
+
+DATASET_NB = "lab-widgets-patching-dataset.ipynb"
+DATASET_CELLS = [
+    "import numpy as np\nimport mechscope\nmodel = mechscope.tiny_model(\"llama\", n_layers=3)",
+    "rows = [{'clean': c, 'corrupt': k, 'answer': a, 'wrong': b} for c, k, a, b in [\n"
+    "    ('The cat sat on the', 'The dog sat on the', ' the', ' of'),\n"
+    "    ('A cat sat on the mat', 'A dog sat on the mat', ' of', ' the'),\n"
+    "    ('The dog ran to the', 'The cat ran to the', ' the', ' of'),\n"
+    "    ('The cat ran to the', 'The dog ran to the', ' of', ' the')]] * 3\n"
+    "r = mechscope.patch(model, mechscope.datasets.pairs(rows), site='heads', progress=False)\n"
+    "w = r.show(model=model)\nw",
+]
+
+
+@pytest.fixture(scope="class")
+def dmap(jupyter_lab: Lab, chromium: Any) -> Iterator[MapView]:
+    yield from map_view(jupyter_lab, chromium, DATASET_NB, DATASET_CELLS)
+
+
+class TestDatasetPatchingMap:
+    def test_mean_with_interval_picker_and_rerun_over_the_dataset(self, dmap: MapView) -> None:
+        page = dmap.nb.page
+        k = dmap.nb.json("{'shown': w.array.tolist(), 'values': r.values.tolist(), 'lo': r.ci_low.tolist(), "
+                         "'hi': r.ci_high.tolist(), 'n': r.n}")
+        assert k["n"] == 12 and len(k["shown"]) == 3
+        assert_colours_match_scale(dmap, k["shown"], "dataset mean")
+        # hover: the mean metric and its interval, as the kernel has them
+        page.mouse.move(*dmap.centre(1, 2))
+        tip = dmap.root.locator(":scope > .ms-tooltip")
+        tip.wait_for(state="visible", timeout=5_000)
+        line = tip.inner_text().split("\n")[1]
+        assert line.endswith(", 95% CI, n=12 (patched, mean)"), line
+        mean, lo, hi = numbers(line.split(": ", 1)[1])[:3]
+        assert close(mean, k["values"][1][2]) and close(lo, k["lo"][1][2]) and close(hi, k["hi"][1][2]), line
+        save(dmap.nb.cell(PMAP_CELL).locator(".jp-Cell-outputArea"), "lab-patching-map-dataset")
+        # the picker: example 3 drawn, and the kernel knows it
+        picker = dmap.root.locator("select.ms-pmap-example")
+        assert picker.locator("option").count() == 13
+        picker.select_option("3")
+        dmap.nb.wait_value("w.example", 3)
+        dmap.nb.cell(PMAP_CELL).locator(f'{PMAP}[data-example="3"]').wait_for(state="attached", timeout=5_000)
+        own = dmap.nb.json("w.array.tolist()")
+        assert own == dmap.nb.json("r.normalized_per_example()[3].astype('float32').tolist()")
+        assert_colours_match_scale(dmap, own, "example 3")
+        picker.select_option("-1")
+        dmap.nb.wait_value("w.example", -1)
+        # a click re-runs the cell over every example in the kernel; its spread is drawn
+        page.mouse.click(*dmap.centre(2, 1))
+        dmap.wait_rerun(2, 1)
+        d = dmap.nb.json("{k: w.detail[k] for k in ('n', 'value', 'example')}")
+        assert d["n"] == 12 and abs(d["value"] - dmap.nb.json("float(r.values[2, 1])")) <= 1e-5, d
+        rerun = dmap.detail.locator(".ms-pmap-rerun").inner_text()
+        assert rerun.startswith("re-run through the model over 12 examples (mean): "), rerun
+        assert dmap.detail.locator("canvas.ms-spread-canvas").get_attribute("data-n") == "12"
+        page.mouse.move(0, 0)
+        save(dmap.nb.cell(PMAP_CELL).locator(".jp-Cell-outputArea"), "lab-patching-map-dataset-rerun")
 
 
 # ==== SteeringPlayground =========================================================================

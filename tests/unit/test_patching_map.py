@@ -387,3 +387,125 @@ def test_nan_cells_survive_and_metrics_may_be_nan():
     assert nan.clean_metric is None and not nan.can_normalize
     assert "clean n/a" in nan.summary()
     json.dumps(snapshot_state(nan))
+
+
+# ---- over a dataset --------------------------------------------------------------------------
+DATA_ROWS = [
+    {"clean": "The cat sat on the", "corrupt": "The dog sat on the", "answer": " the", "wrong": " of"},
+    {"clean": "A cat sat on the mat", "corrupt": "A dog sat on the mat", "answer": " of", "wrong": " the"},
+    {"clean": "The dog ran to the", "corrupt": "The cat ran to the", "answer": " the", "wrong": " of"},
+    {"clean": "The cat ran to the", "corrupt": "The dog ran to the", "answer": " of", "wrong": " the"},
+]
+
+
+@pytest.fixture(scope="module")
+def dataset_result():
+    model = mechscope.tiny_model("llama")
+    return model, mechscope.patch(model, mechscope.datasets.pairs(DATA_ROWS), site="heads", progress=False)
+
+
+def test_dataset_traits_are_binary_and_equal_the_result(dataset_result):
+    from mechscope.stats import summarize
+
+    _, r = dataset_result
+    w = r.show()
+    n, rows, cols = r.per_example.shape
+    assert w.n_examples == n == 4 and w.ci_level == r.ci_level and w.dataset_name == r.dataset_name
+    for name, want in (("ci_low", r.ci_low), ("ci_high", r.ci_high), ("per_example", r.per_example),
+                       ("clean_per_example", r.clean_per_example), ("corrupt_per_example", r.corrupt_per_example)):
+        enc = getattr(w, name)
+        assert enc["dtype"] == "float32" and isinstance(enc["data"], bytes | memoryview), name  # binary, not JSON
+        np.testing.assert_allclose(decode_array(enc), want, atol=1e-6, err_msg=name)
+    s = summarize(r.normalized_per_example(), level=r.ci_level)
+    np.testing.assert_allclose(decode_array(w.norm_mean), r.normalized(), atol=1e-6)
+    np.testing.assert_allclose(decode_array(w.norm_low), s.ci_low, atol=1e-6)
+    np.testing.assert_allclose(decode_array(w.norm_high), s.ci_high, atol=1e-6)
+    assert w.example_texts == [row["clean"] for row in DATA_ROWS] and w.examples_note == ""
+    # the map: the normalised mean; raw, the mean metric minus the mean corrupt metric
+    assert w.example == -1 and w.can_normalize and w.positions_text == "all"
+    np.testing.assert_allclose(w.array, r.normalized(), atol=1e-6)
+    w.normalized = False
+    np.testing.assert_allclose(w.array, r.values - r.corrupt_metric, atol=1e-6)
+    # one example: its own map, normalised by its own runs
+    w.example = 2
+    np.testing.assert_allclose(w.array, r.per_example[2] - r.corrupt_per_example[2], atol=1e-5)
+    w.normalized = True
+    np.testing.assert_allclose(w.array, r.normalized_per_example()[2], atol=1e-5)
+    with pytest.raises(InputError, match=r"example must be -1 \(the mean\) or 0..3 \(an example\), got 4"):
+        w.example = 4
+    state = snapshot_state(w)
+    assert isinstance(state["per_example"]["data"], str) and state["n_examples"] == 4
+
+
+def test_single_prompt_map_has_no_dataset_traits(tiny_llama):
+    w = _patch(tiny_llama).show()
+    assert w.n_examples == 0 and w.per_example == {} and w.ci_low == {} and w.example_texts == []
+    assert "examples" not in w.summary() and "[" not in w.summary().split("strongest cells: ")[1].split("\n")[0]
+    with pytest.raises(InputError, match="example must be -1 .* this map is one prompt pair"):
+        w.example = 0
+
+
+def test_dataset_summary_names_n_and_intervals(dataset_result):
+    _, r = dataset_result
+    w = r.show()
+    text = w.summary()
+    assert "mean of 4 examples" in w.title
+    assert "mean of n=4 examples of 'pairs'; intervals: 95% bootstrap CI over examples" in text
+    lo, hi = decode_array(w.norm_low), decode_array(w.norm_high)
+    i, j = np.unravel_index(np.nanargmax(np.abs(r.normalized())), r.values.shape)
+    best = f"L{r.layers[i]} H{r.columns[j]} {r.normalized()[i, j]:.3g} [{lo[i, j]:.3g}, {hi[i, j]:.3g}]"
+    assert f"strongest cells: {best}" in text, text
+    w.normalized = False
+    raw = w.summary()
+    i, j = np.unravel_index(np.nanargmax(np.abs(r.values - r.corrupt_metric)), r.values.shape)
+    assert (f"(metric {r.values[i, j]:.3g} [{r.ci_low[i, j]:.3g}, {r.ci_high[i, j]:.3g}])") in raw, raw
+    w.example = 1
+    assert "showing example 1 ('A cat sat on the mat'), not the mean" in w.summary()
+
+
+def test_huge_dataset_falls_back_to_mean_and_interval(monkeypatch, dataset_result):
+    from mechscope.widgets import patching_examples
+
+    _, r = dataset_result
+    monkeypatch.setattr(patching_examples, "MAX_PER_EXAMPLE", r.per_example.size - 1)
+    w = PatchingMap(r)
+    assert w.per_example == {} and w.example_texts == [] and w.norm_low == {}
+    assert decode_array(w.ci_low).shape == r.values.shape  # the interval still travels
+    np.testing.assert_allclose(w.array, r.normalized(), atol=1e-6)  # the plain mean
+    note = f"per-example values not sent (4 examples x 8 cells = 32 > {r.per_example.size - 1})"
+    assert w.examples_note.startswith(note) and note in w.summary()
+    with pytest.raises(InputError, match="per-example values were not sent"):
+        w.example = 0
+    # the snapshot drops per-example values above its own cap
+    monkeypatch.setattr(patching_examples, "MAX_PER_EXAMPLE", 4_000_000)
+    monkeypatch.setattr("mechscope.widgets.patching_map.SNAPSHOT_PER_EXAMPLE", 8)
+    state = snapshot_state(PatchingMap(r, normalized=True))
+    assert state["per_example"] == {} and "left out of this snapshot" in state["examples_note"]
+
+
+def test_dataset_click_reruns_over_every_example(dataset_result):
+    model, r = dataset_result
+    w = r.show(model=model)
+    cell = w.select(1, 2)
+    assert cell is not None and cell.per_example.shape == (4,)
+    np.testing.assert_allclose(cell.per_example, r.per_example[:, 1, 2], atol=1e-5)
+    d = w.detail
+    assert d["n"] == 4 and d["example"] == 0 and d["example_text"] == DATA_ROWS[0]["clean"]
+    assert d["value"] == pytest.approx(float(r.values[1, 2]), abs=1e-5)
+    assert d["normalized"] == pytest.approx(float(r.normalized()[1, 2]), abs=1e-5)
+    assert "selected L1 H2: re-run" in w.summary()
+
+
+def test_dataset_by_role_labels_columns_with_roles():
+    model = mechscope.tiny_model("llama")
+
+    def animal(text):
+        word = "cat" if "cat" in text else "dog"
+        return text.index(word) + len(word) - 1
+
+    rows = [dict(row, roles={"animal": [animal(row["clean"]), animal(row["corrupt"])]})
+            for row in DATA_ROWS]
+    r = mechscope.patch(model, mechscope.datasets.pairs(rows), positions=["animal", "END"], progress=False)
+    w = r.show()
+    assert w.column_kind == "role" and w.col_labels == ["animal", "END"] and w.col_clean == []
+    assert "L0 role 'animal'" in w.summary() or "L1 role 'animal'" in w.summary() or "role 'END'" in w.summary()

@@ -11,6 +11,11 @@ given a ``rerun`` function (``result.show(model=model)`` builds one through
 offline HTML snapshot) the front end sets ``selected`` itself and a click still shows the cell's
 value; setting ``selected`` from Python (or `PatchingMap.select`) re-runs as a click does.
 
+A result over a dataset (``per_example`` set, `mechscope.datasets`) shows the mean over its
+examples with the bootstrap interval on hover, an example picker (``example``: -1 for the mean,
+else the example drawn) and, beside the map, the spread of a clicked cell over the examples;
+see `mechscope.widgets.patching_examples` for what travels and the fallback for huge datasets.
+
 >>> import numpy as np
 >>> from mechscope.interventions.patching import PatchingResult
 >>> r = PatchingResult(values=np.array([[0.0, 0.5], [1.0, 2.0]]), clean_metric=2.0,
@@ -37,6 +42,13 @@ from ..errors import InputError
 from ..interventions.patching import CellPatch, PatchingResult, TopTokens
 from ._base import STATIC, MechscopeWidget
 from .codec import decode_array, encode_array
+from .patching_examples import (
+    SNAPSHOT_PER_EXAMPLE,
+    dataset_traits,
+    example_map,
+    interval_text,
+    rerun_normalized,
+)
 from .requests import Requests
 from .traits import ArrayTrait, TraitInputError
 
@@ -73,7 +85,10 @@ def _validate(result: Any) -> tuple[int, int]:
             f"labels do not match the values: {rows} x {cols} cells, but {len(result.layers)} "
             f"layers and {len(result.columns)} columns."
         )
-    if result.site != "heads":
+    if result.site != "heads" and result.column_names is not None:
+        if any(not 0 <= c < len(result.column_names) for c in result.columns):
+            raise InputError(f"columns {list(result.columns)[:8]} must index the roles {result.column_names}.")
+    elif result.site != "heads":
         n = len(result.clean_tokens)
         if len(result.corrupt_tokens) != n or any(not 0 <= c < n for c in result.columns):
             raise InputError(
@@ -85,7 +100,19 @@ def _validate(result: Any) -> tuple[int, int]:
             f"a {rows} x {cols} patching map is too large to draw cell by cell (at most "
             f"{MAX_ROWS} layers x {MAX_COLS} columns); patch a subset (layers=, positions=)."
         )
+    per = result.per_example
+    if per is not None and (np.ndim(per) != 3 or np.shape(per)[1:] != (rows, cols) or not np.shape(per)[0]):
+        raise InputError(f"per_example must be (examples, {rows}, {cols}) like values, got shape {np.shape(per)}.")
     return rows, cols
+
+
+def _heads_positions(result: PatchingResult) -> str:
+    """The positions every head was patched at, as text ("all", a list, or role names)."""
+    if result.per_example is not None and result.column_names:
+        return ", ".join(result.column_names)
+    if result.per_example is not None and not result.positions:
+        return "all"
+    return result._positions_text()
 
 
 def _top_dict(top: TopTokens) -> dict[str, Any]:
@@ -124,8 +151,8 @@ class PatchingMap(Requests, MechscopeWidget):
     """Corrupt token of each position column (empty for heads); rendered as text."""
     columns = t.List(t.Int()).tag(sync=True)
     """The position (or head) number of each column."""
-    column_kind = t.Enum(("position", "head"), default_value="position").tag(sync=True)
-    """"position" or "head"."""
+    column_kind = t.Enum(("position", "head", "role"), default_value="position").tag(sync=True)
+    """"position", "head", or "role" (a dataset patched by role: columns index ``col_labels``)."""
     positions_text = t.Unicode("").tag(sync=True)
     """For heads: the positions each head was patched at ("all" or a list)."""
     clean_prompt = t.Unicode("").tag(sync=True)
@@ -146,6 +173,34 @@ class PatchingMap(Requests, MechscopeWidget):
     """[row, col] of the selected cell (set by clicks / Enter in the front end, or from Python)."""
     hovered = t.List(t.Int(), default_value=[]).tag(sync=True)
     """[row, col] under the pointer or keyboard cursor, set by the front end."""
+    n_examples = t.Int(0).tag(sync=True)
+    """How many examples the map averages (0: one prompt pair, none of the dataset traits)."""
+    ci_level = t.Float(0.95).tag(sync=True)
+    """The level of the bootstrap intervals."""
+    dataset_name = t.Unicode("").tag(sync=True)
+    """The dataset's name (text)."""
+    ci_low = ArrayTrait("float32", optional=True)
+    """(layers, columns) lower end of the interval of the mean metric ({} for one prompt pair)."""
+    ci_high = ArrayTrait("float32", optional=True)
+    """(layers, columns) upper end of the interval of the mean metric."""
+    norm_mean = ArrayTrait("float32", optional=True)
+    """(layers, columns) mean of the per-example normalised effects ({} when none normalises)."""
+    norm_low = ArrayTrait("float32", optional=True)
+    """(layers, columns) lower end of its interval ({} above MAX_PER_EXAMPLE values)."""
+    norm_high = ArrayTrait("float32", optional=True)
+    """(layers, columns) upper end of its interval."""
+    per_example = ArrayTrait("float32", optional=True)
+    """(examples, layers, columns) metric of every example ({} above MAX_PER_EXAMPLE values)."""
+    clean_per_example = ArrayTrait("float32", optional=True)
+    """(examples,) the clean run's metric of every example."""
+    corrupt_per_example = ArrayTrait("float32", optional=True)
+    """(examples,) the corrupt run's metric of every example."""
+    example_texts = t.List(t.Unicode()).tag(sync=True)
+    """Each example's clean text, truncated (the picker's labels; rendered as text)."""
+    examples_note = t.Unicode("").tag(sync=True)
+    """Why per-example values were not sent (empty when they were)."""
+    example = t.Int(-1).tag(sync=True)
+    """The example drawn: -1 for the mean over examples (set by the picker, or from Python)."""
     detail = t.Dict().tag(sync=True)
     """Python's reply to a selection: ``{"kind": "rerun", "cell": [row, col], "client_id",
     "value", "before", "after", "clean", ...}`` or ``{"kind": "error", "cell", "client_id",
@@ -159,35 +214,43 @@ class PatchingMap(Requests, MechscopeWidget):
             raise InputError(f"rerun must be a function (row, col) -> CellPatch, got {type(rerun).__name__}.")
         values = np.asarray(result.values, dtype=np.float64)
         effect = values - float(result.corrupt_metric)
-        try:
-            result.normalized()
-            can_normalize = True
-        except InputError:
-            can_normalize = False
+        extra: dict[str, Any] = {}
+        if result.per_example is not None:
+            extra, can_normalize = dataset_traits(result)
+        else:
+            try:
+                result.normalized()
+                can_normalize = True
+            except InputError:
+                can_normalize = False
         finite = np.abs(effect[np.isfinite(effect)])
         small = values.size <= FLOAT32_MAX_CELLS or (finite.size and finite.max() > _FLOAT16_MAX)
         heads = result.site == "heads"
+        roles = not heads and result.column_names is not None
         self._result = result
         self._rerun = rerun
         self._last: CellPatch | None = None
         self._client_id: int | None = None  # the request being answered (None: from Python)
         approx = " (approximation)" if result.approximation else ""
-        where = f", positions {result._positions_text()}" if heads else ""
+        where = f", positions {_heads_positions(result)}" if heads else ""
+        if result.per_example is not None:
+            approx += f", mean of {result.n} examples"
         super().__init__(
             effect=encode_array(effect, "float32" if small else "float16"),
             clean_metric=_finite(result.clean_metric), corrupt_metric=_finite(result.corrupt_metric),
             metric_name=str(result.metric_name),
             row_labels=[f"L{layer}" for layer in result.layers],
             col_labels=[str(s) for s in result.column_labels],
-            col_clean=[] if heads else [str(result.clean_tokens[p]) for p in result.columns],
-            col_corrupt=[] if heads else [str(result.corrupt_tokens[p]) for p in result.columns],
-            columns=[int(c) for c in result.columns], column_kind=result.column_kind,
-            positions_text=result._positions_text() if heads else "",
+            col_clean=[] if heads or roles else [str(result.clean_tokens[p]) for p in result.columns],
+            col_corrupt=[] if heads or roles else [str(result.corrupt_tokens[p]) for p in result.columns],
+            columns=[int(c) for c in result.columns],
+            column_kind="role" if roles else result.column_kind,
+            positions_text=_heads_positions(result) if heads else "",
             clean_prompt=str(result.clean_prompt), corrupt_prompt=str(result.corrupt_prompt),
             title=title if title is not None else
             f"{result.model_name}: {result.method} patching of {result.site}{where}{approx}",
             note=str(result.note), normalized=bool(normalized) and can_normalize,
-            can_normalize=can_normalize, live=rerun is not None,
+            can_normalize=can_normalize, live=rerun is not None, **extra,
         )
         assert (rows, cols) == self.shape
         self._listen_for_requests()
@@ -200,6 +263,17 @@ class PatchingMap(Requests, MechscopeWidget):
             raise TraitInputError(
                 "this map cannot be normalised: the clean and corrupt runs give the same metric."
             )
+        return value
+
+    @t.validate("example")
+    def _check_example(self, proposal: Any) -> int:
+        value = int(proposal["value"])
+        n = self.n_examples if self.per_example else 0
+        if value != -1 and not 0 <= value < n:
+            what = (f"0..{n - 1} (an example)" if n else
+                    "nothing else: " + ("per-example values were not sent" if self.n_examples
+                                        else "this map is one prompt pair"))
+            raise TraitInputError(f"example must be -1 (the mean) or {what}, got {value}.")
         return value
 
     @t.validate("selected")
@@ -252,7 +326,14 @@ class PatchingMap(Requests, MechscopeWidget):
     def _detail(self, row: int, col: int, p: CellPatch) -> dict[str, Any]:
         span = p.clean_metric - p.corrupt_metric
         norm = (p.value - p.corrupt_metric) / span if self.can_normalize and span else None
-        return {
+        if p.per_example is not None:  # the mean of per-example normalised effects, as the map
+            norm = rerun_normalized(p.per_example, self._result) if self.can_normalize else None
+        dataset = {} if p.per_example is None else {
+            "n": int(np.size(p.per_example)), "example": int(p.example),
+            "example_text": (self.example_texts[p.example] if 0 <= p.example < len(self.example_texts)
+                             else f"example {p.example}"),
+        }
+        return {**dataset,
             "kind": "rerun", "cell": [row, col], "client_id": self._client_id,
             "layer": int(p.layer), "column": int(p.column),
             "column_kind": p.column_kind, "positions": [int(x) for x in p.positions],
@@ -287,7 +368,13 @@ class PatchingMap(Requests, MechscopeWidget):
 
     @property
     def array(self) -> np.ndarray:
-        """What the cells show now (float32): normalised, or ``values - corrupt_metric`` (raw)."""
+        """What the cells show now (float32): normalised, or ``values - corrupt_metric`` (raw);
+        over a dataset the mean over examples, or example ``example``'s map."""
+        if self.n_examples and self.example >= 0:
+            return example_map(decode_array(self.per_example), decode_array(self.clean_per_example),
+                               decode_array(self.corrupt_per_example), self.example, self.normalized)
+        if self.n_examples and self.normalized:
+            return decode_array(self.norm_mean).astype(np.float32)
         effect = decode_array(self.effect).astype(np.float64)
         if self.normalized:
             effect = effect / (float(self._result.clean_metric) - float(self._result.corrupt_metric))
@@ -317,6 +404,8 @@ class PatchingMap(Requests, MechscopeWidget):
     def _cell_name(self, row: int, col: int) -> str:
         if self.column_kind == "head":
             return f"{self.row_labels[row]} {self.col_labels[col]}"
+        if self.column_kind == "role":
+            return f"{self.row_labels[row]} role {self.col_labels[col]!r}"
         return f"{self.row_labels[row]} position {self.columns[col]} {self.col_labels[col]!r}"
 
     def summary(self) -> str:
@@ -329,13 +418,16 @@ class PatchingMap(Requests, MechscopeWidget):
         lines = [
             f"PatchingMap {self.title!r}: {rows} layers x {cols} {kind}, {self.metric_name}: "
             f"clean {clean}, corrupt {corrupt} (cells {mode})",
-            f"clean prompt {self.clean_prompt!r}; corrupt prompt {self.corrupt_prompt!r}",
+            ("example 0: " if self.n_examples else "")
+            + f"clean prompt {self.clean_prompt!r}; corrupt prompt {self.corrupt_prompt!r}",
         ]
+        if self.n_examples:
+            lines += self._dataset_lines()
         flat = np.where(np.isfinite(arr), np.abs(arr), -np.inf).ravel()
         top = [int(i) for i in np.argsort(-flat, kind="stable")[:5] if np.isfinite(flat[i])]
         if top:
             lines.append("strongest cells: " + ", ".join(
-                f"{self._cell_name(*divmod(i, cols))} {arr.ravel()[i]:.3g}" for i in top))
+                f"{self._cell_name(*divmod(i, cols))} {self._cell_text(i, float(arr.ravel()[i]))}" for i in top))
         if self.note:
             lines.append(f"approximation: {self.note}")
         lines.append("click a cell to re-run that patch and compare top tokens" if self.live
@@ -347,6 +439,30 @@ class PatchingMap(Requests, MechscopeWidget):
                          f"top tokens after: {after}")
         return "\n".join(lines)
 
+    def _dataset_lines(self) -> list[str]:
+        level = f"{self.ci_level:.0%}"
+        name = f" of {self.dataset_name!r}" if self.dataset_name else ""
+        lines = [f"mean of n={self.n_examples} examples{name}; intervals: {level} bootstrap CI over examples"
+                 + ("" if self.normalized else " (of the patched metric)")]
+        if self.example >= 0:
+            lines.append(f"showing example {self.example} ({self.example_texts[self.example]!r}), not the mean")
+        if self.examples_note:
+            lines.append(self.examples_note)
+        return lines
+
+    def _cell_text(self, flat_index: int, shown: float) -> str:
+        """A strongest cell's number: with its interval when the map shows a dataset's mean."""
+        if not self.n_examples or self.example >= 0:
+            return f"{shown:.3g}"
+        if self.normalized and self.norm_low:
+            lo, hi = decode_array(self.norm_low).ravel(), decode_array(self.norm_high).ravel()
+            return interval_text(shown, float(lo[flat_index]), float(hi[flat_index]))
+        if self.ci_low:
+            lo, hi = decode_array(self.ci_low).ravel(), decode_array(self.ci_high).ravel()
+            metric = float(self._result.values.ravel()[flat_index])
+            return f"{shown:.3g} (metric {interval_text(metric, float(lo[flat_index]), float(hi[flat_index]))})"
+        return f"{shown:.3g}"
+
     def snapshot_state(self) -> dict[str, Any]:
         """As the base class, marked offline: no kernel answers clicks in the HTML snapshot."""
         state = super().snapshot_state()
@@ -354,4 +470,9 @@ class PatchingMap(Requests, MechscopeWidget):
         state["offline"] = True
         if state.get("detail", {}).get("cell") != state.get("selected"):
             state["detail"] = {}
+        per = self.per_example
+        if per and int(np.prod(per["shape"])) > SNAPSHOT_PER_EXAMPLE:
+            state.update(per_example={}, example_texts=[], example=-1, examples_note=(
+                f"per-example values left out of this snapshot ({int(np.prod(per['shape'])):,} > "
+                f"{SNAPSHOT_PER_EXAMPLE:,}): the mean and its interval only"))
         return state
