@@ -177,7 +177,7 @@ def test_ablation_over_texts_equals_the_reference(tiny, method):
     a, w = tiny.to_single_token(" the"), tiny.to_single_token(" of")
     for i, text in enumerate(texts):
         clean, ablated = reference_ablation(tiny, text, "heads", 1, [0, 2], method=method,
-                                            reference=reference, seed=5)
+                                            reference=reference, seed=5 + i)  # example i: seed + i
         assert effect.clean_per_example[i] == pytest.approx(clean[a] - clean[w], abs=1e-4)
         assert effect.ablated_per_example[i] == pytest.approx(ablated[a] - ablated[w], abs=1e-4)
     assert effect.n == 5 and effect.ci_low <= effect.value <= effect.ci_high

@@ -5,7 +5,8 @@ texts, and by default its per-example ``logit_diff(answer, wrong)``) or a list o
 texts run in left-padded batches (`Model.encode`): rows ``[clean; ablated]`` (+ the drawn
 reference of each example for ``"resample"``, padded like its example so positions line up),
 so every example's clean and ablated run share one trace, and each value equals the
-single-prompt `ablate` of that text. `compare_ablations` runs zero, mean and resample (over
+single-prompt `ablate` of that text (for ``"resample"``, example i draws its reference as
+``ablate(..., seed=seed + i)`` does, so the examples draw independently). `compare_ablations` runs zero, mean and resample (over
 several seeds) on the same prompts and reports every effect and every paired difference with
 its interval: does a claim survive every baseline?
 
@@ -108,8 +109,9 @@ def as_texts(model: Model, data: Any) -> tuple[tuple[str, ...], BoundMetric | No
 
 
 def _padded_reference(model: Model, reference: list[str], enc: dict[str, torch.Tensor],
-                      seed: int) -> tuple[torch.Tensor, list[int]]:
-    """For each row of ``enc``: a reference drawn as single-prompt resample ablation draws it,
+                      seed: int, examples: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+    """For each row of ``enc`` (example ``examples[row]``): a reference drawn as the
+    single-prompt ``ablate(..., seed=seed + example)`` draws it (so examples draw independently),
     cut to the row's length and padded like the row (input ids, (batch, width)); the picks."""
     from .ablation import _draw_reference
 
@@ -117,7 +119,7 @@ def _padded_reference(model: Model, reference: list[str], enc: dict[str, torch.T
     picks = []
     for row, mask in enumerate(enc["attention_mask"].bool()):
         n = int(mask.sum())
-        pick, ref_ids = _draw_reference(model, reference, n, seed)
+        pick, ref_ids = _draw_reference(model, reference, n, seed + int(examples[row]))
         ids[row, mask] = ref_ids[0]
         picks.append(pick)
     return ids, picks
@@ -131,7 +133,7 @@ def _batch_metric(model: Model, spec: Any, method: str, texts: Sequence[str], me
     b = len(texts)
     blocks = [enc] * 2
     if method == "resample":
-        ref_ids, _ = _padded_reference(model, reference, enc, seed)
+        ref_ids, _ = _padded_reference(model, reference, enc, seed, examples)
         blocks.append({**enc, "input_ids": ref_ids})
     batch = {k: torch.cat([blk[k] for blk in blocks]) for k in enc}
     ref = model.at(spec.site, spec.layer)
