@@ -37,7 +37,16 @@ BATCH_SIZE = 16
 class DatasetReading:
     """``per_example[i, l, r]``: the quantity for example i at layer ``layers[l]`` and role
     ``roles[r]``, shape (n, layers, roles); ``values`` the mean over examples with its
-    `ci_level` bootstrap interval ``ci_low`` / ``ci_high`` (layers, roles)."""
+    `ci_level` bootstrap interval ``ci_low`` / ``ci_high`` (layers, roles).
+
+    >>> import mechscope, numpy as np
+    >>> model = mechscope.tiny_model("gpt2")
+    >>> r = mechscope.logit_lens(model, ["The cat sat", "A dog"], target=" the", layers=[-1])
+    >>> r.per_example.shape, r.quantity, bool(np.allclose(r.values, r.per_example.mean(0)))
+    ((2, 1, 1), "logit-lens p(' the')", True)
+    >>> r.to_pandas().columns.tolist()
+    ['example', 'layer', 'role', 'value']
+    """
 
     per_example: np.ndarray
     values: np.ndarray

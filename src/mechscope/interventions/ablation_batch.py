@@ -42,7 +42,18 @@ BATCH_SIZE = 16
 @dataclass(frozen=True)
 class AblationEffect:
     """One ablation over ``n`` texts: the metric clean and ablated per example (``(n,)`` each),
-    ``per_example`` = ablated - clean, its mean ``value`` and `ci_level` bootstrap interval."""
+    ``per_example`` = ablated - clean, its mean ``value`` and `ci_level` bootstrap interval.
+
+    >>> import mechscope, numpy as np
+    >>> from mechscope.metrics import logit_diff
+    >>> model = mechscope.tiny_model("llama")
+    >>> e = mechscope.ablate(model, ["The cat sat", "A dog ran to the"], mechscope.neurons(0, [1]),
+    ...                      metric=logit_diff(" the", " of"), progress=False)
+    >>> e.per_example.shape, bool(np.allclose(e.per_example, e.ablated_per_example - e.clean_per_example))
+    ((2,), True)
+    >>> e.to_pandas().columns.tolist()
+    ['example', 'text', 'clean', 'ablated', 'change']
+    """
 
     target: str
     method: str
@@ -192,7 +203,18 @@ class AblationComparison:
     """One target under several baselines on the same prompts: ``effects[i]`` (labelled
     ``labels[i]``), and every paired difference ``difference[i, j]`` = mean over examples of
     (effect i - effect j) with its bootstrap interval ``difference_low`` / ``difference_high``,
-    each (k, k)."""
+    each (k, k).
+
+    >>> import mechscope
+    >>> model = mechscope.tiny_model("llama")
+    >>> c = mechscope.compare_ablations(model, ["The cat sat", "A dog ran"], mechscope.heads(1, [0]),
+    ...                                 reference=["The quick brown fox"], methods=("zero", "mean"),
+    ...                                 progress=False)
+    >>> c.labels, c.difference.shape, float(c.difference[0, 0])
+    (('zero', 'mean'), (2, 2), 0.0)
+    >>> c.to_pandas().columns.tolist()
+    ['baseline', 'change', 'ci_low', 'ci_high', 'n']
+    """
 
     effects: tuple[AblationEffect, ...]
     labels: tuple[str, ...]

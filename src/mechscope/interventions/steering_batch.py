@@ -33,7 +33,17 @@ from .metrics import BoundMetric, kl_to_clean
 @dataclass(frozen=True)
 class SteeringEffect:
     """``per_example[i, c]``: the metric of example i with ``coefficients[c]`` times the vector
-    added, (n, coefficients); ``values`` the mean per coefficient with its bootstrap interval."""
+    added, (n, coefficients); ``values`` the mean per coefficient with its bootstrap interval.
+
+    >>> import mechscope
+    >>> from mechscope.metrics import logit_diff
+    >>> model = mechscope.tiny_model("llama")
+    >>> vec = mechscope.steering_vector(model, ["good day"], ["bad day"], layer=0)
+    >>> e = mechscope.steering_sweep(model, ["The cat", "A dog ran"], vec, coefficients=[0, 4],
+    ...                              metric=logit_diff(" the", " of"))
+    >>> e.per_example.shape, e.values.shape, e.metric_name
+    ((2, 2), (2,), "logit_diff(' the', ' of')")
+    """
 
     per_example: np.ndarray
     values: np.ndarray
