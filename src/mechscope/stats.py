@@ -18,6 +18,7 @@ runs agree) are left out of the mean and of each resample.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -70,3 +71,25 @@ def _nanmean(values: np.ndarray) -> np.ndarray:
     total = np.where(finite, values, 0.0).sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+class OverExamples:
+    """What every result over a dataset shares: ``per_example`` (examples first) and `n`."""
+
+    per_example: np.ndarray
+
+    @property
+    def n(self) -> int:
+        """How many examples."""
+        return int(self.per_example.shape[0])
+
+    def long_frame(self, **axes: Any):  # noqa: ANN201 - pandas is imported lazily
+        """``per_example`` in long format: a column ``example``, one column per further axis
+        (``axes[name]`` = the labels along it, in order) and ``value``."""
+        import pandas as pd
+
+        grids = np.meshgrid(np.arange(self.n), *[np.arange(len(v)) for v in axes.values()], indexing="ij")
+        columns = {"example": grids[0].ravel()}
+        for (name, labels), grid in zip(axes.items(), grids[1:], strict=True):
+            columns[name] = np.asarray(labels, dtype=object if isinstance(labels[0], str) else None)[grid.ravel()]
+        return pd.DataFrame({**columns, "value": self.per_example.ravel()})

@@ -27,14 +27,14 @@ from ..datasets.pairs import prompts as as_prompts
 from ..errors import InputError
 from ..models.model import Model
 from ..models.trace import save
-from ..stats import summarize
+from ..stats import OverExamples, summarize
 
 #: Texts per padded batch.
 BATCH_SIZE = 16
 
 
 @dataclass(frozen=True)
-class DatasetReading:
+class DatasetReading(OverExamples):
     """``per_example[i, l, r]``: the quantity for example i at layer ``layers[l]`` and role
     ``roles[r]``, shape (n, layers, roles); ``values`` the mean over examples with its
     `ci_level` bootstrap interval ``ci_low`` / ``ci_high`` (layers, roles).
@@ -61,20 +61,9 @@ class DatasetReading:
     texts: tuple[str, ...] = field(repr=False, default=())
     ci_level: float = 0.95
 
-    @property
-    def n(self) -> int:
-        """How many examples."""
-        return int(self.per_example.shape[0])
-
     def to_pandas(self):  # noqa: ANN201 - pandas is imported lazily
         """Long format: one row per (example, layer, role)."""
-        import pandas as pd
-
-        n, n_layers, n_roles = self.per_example.shape
-        ex, layer, role = np.meshgrid(np.arange(n), self.layers, np.arange(n_roles), indexing="ij")
-        return pd.DataFrame({"example": ex.ravel(), "layer": layer.ravel(),
-                             "role": np.asarray(self.roles, dtype=object)[role.ravel()],
-                             "value": self.per_example.ravel()})
+        return self.long_frame(layer=self.layers, role=self.roles)
 
     def show(self):  # noqa: ANN201 - returns the widget
         """Heatmap of the mean over examples: layers x roles."""

@@ -32,7 +32,7 @@ from ..datasets.pairs import PromptPairs, Prompts
 from ..errors import InputError
 from ..models.model import Model
 from ..models.trace import save
-from ..stats import summarize
+from ..stats import OverExamples, summarize
 from .metrics import BoundMetric, kl_to_clean
 
 #: Texts per padded batch (each batch runs 2 or 3 rows per text).
@@ -40,7 +40,7 @@ BATCH_SIZE = 16
 
 
 @dataclass(frozen=True)
-class AblationEffect:
+class AblationEffect(OverExamples):
     """One ablation over ``n`` texts: the metric clean and ablated per example (``(n,)`` each),
     ``per_example`` = ablated - clean, its mean ``value`` and `ci_level` bootstrap interval.
 
@@ -70,11 +70,6 @@ class AblationEffect:
     ci_level: float = 0.95
     dataset_name: str = "prompts"
     reference: tuple[str, ...] = field(default=(), repr=False)
-
-    @property
-    def n(self) -> int:
-        """How many examples."""
-        return int(self.per_example.shape[0])
 
     @property
     def values(self) -> np.ndarray:
@@ -107,16 +102,27 @@ class AblationEffect:
                 f"n={self.n})")
 
 
-def as_texts(model: Model, data: Any) -> tuple[tuple[str, ...], BoundMetric | None, str]:
-    """The texts of a dataset or list, its default metric (None for plain texts), and its name."""
+def dataset_texts(model: Model, data: Any,
+                  metric: BoundMetric | None) -> tuple[tuple[str, ...], BoundMetric, str]:
+    """The texts of a dataset or list (each checked, an error naming its example), the metric
+    (``metric``, else a `PromptPairs`' per-example logit_diff(answer, wrong), else
+    ``kl_to_clean()``), and the dataset's name."""
+    default: BoundMetric | None = None
     if isinstance(data, PromptPairs):
-        return data.clean, data.metric(model), data.name
-    if isinstance(data, Prompts):
-        return data.texts, None, data.name
-    texts = tuple(data)
+        texts, default, name = data.clean, data.metric(model), data.name
+    elif isinstance(data, Prompts):
+        texts, name = data.texts, data.name
+    else:
+        texts, name = tuple(data), "prompts"
     if not texts:
         raise InputError("the list of prompts is empty: give at least one.")
-    return texts, None, "prompts"
+    for i, text in enumerate(texts):
+        try:
+            model.to_tokens(text)
+        except InputError as err:
+            raise InputError(f"example {i}: {err}") from None
+    chosen = metric if metric is not None else default
+    return texts, chosen if chosen is not None else kl_to_clean().bind(model), name
 
 
 def _padded_reference(model: Model, reference: list[str], enc: dict[str, torch.Tensor],
@@ -172,13 +178,7 @@ def ablate_dataset(model: Model, data: Any, spec: Any, method: str, reference: l
 
     from .ablation import _mean_activation
 
-    texts, default, name = as_texts(model, data)
-    for i, text in enumerate(texts):
-        try:
-            model.to_tokens(text)
-        except InputError as err:
-            raise InputError(f"example {i}: {err}") from None
-    bound = metric if metric is not None else default if default is not None else kl_to_clean().bind(model)
+    texts, bound, name = dataset_texts(model, data, metric)
     mean = _mean_activation(model, spec, reference) if method == "mean" else None
     clean = np.empty(len(texts), dtype=np.float32)
     ablated = np.empty(len(texts), dtype=np.float32)

@@ -22,16 +22,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import InputError
 from ..models.model import Model
 from ..models.trace import save
-from ..stats import summarize
-from .ablation_batch import BATCH_SIZE, as_texts
-from .metrics import BoundMetric, kl_to_clean
+from ..stats import OverExamples, summarize
+from .ablation_batch import BATCH_SIZE, dataset_texts
+from .metrics import BoundMetric
 
 
 @dataclass(frozen=True)
-class SteeringEffect:
+class SteeringEffect(OverExamples):
     """``per_example[i, c]``: the metric of example i with ``coefficients[c]`` times the vector
     added, (n, coefficients); ``values`` the mean per coefficient with its bootstrap interval.
 
@@ -57,20 +56,9 @@ class SteeringEffect:
     texts: tuple[str, ...] = field(repr=False, default=())
     ci_level: float = 0.95
 
-    @property
-    def n(self) -> int:
-        """How many examples."""
-        return int(self.per_example.shape[0])
-
     def to_pandas(self):  # noqa: ANN201 - pandas is imported lazily
         """Long format: one row per (example, coefficient)."""
-        import pandas as pd
-
-        n, k = self.per_example.shape
-        ex, c = np.meshgrid(np.arange(n), np.arange(k), indexing="ij")
-        return pd.DataFrame({"example": ex.ravel(),
-                             "coefficient": np.asarray(self.coefficients)[c.ravel()],
-                             "value": self.per_example.ravel()})
+        return self.long_frame(coefficient=list(self.coefficients))
 
     def show(self):  # noqa: ANN201 - returns the widget
         """Heatmap: one row per example, one column per coefficient."""
@@ -91,13 +79,7 @@ class SteeringEffect:
 def steering_effect(model: Model, data: Any, vec: torch.Tensor, layer: int,
                     coefficients: tuple[float, ...], metric: BoundMetric | None) -> SteeringEffect:
     """See the module docstring; ``vec`` (d_model,) and the coefficients are checked already."""
-    texts, default, name = as_texts(model, data)
-    for i, text in enumerate(texts):
-        try:
-            model.to_tokens(text)
-        except InputError as err:
-            raise InputError(f"example {i}: {err}") from None
-    bound = metric if metric is not None else default if default is not None else kl_to_clean().bind(model)
+    texts, bound, name = dataset_texts(model, data, metric)
     k = len(coefficients)
     deltas = torch.tensor(coefficients, dtype=torch.float32)[:, None] * vec.float()[None]  # (k, d)
     ref = model.at("resid", layer)
