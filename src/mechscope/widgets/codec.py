@@ -48,6 +48,18 @@ def encode_array(array: Any, dtype: str = "float32", *, quantize: bool = False) 
     With ``quantize=True`` (``dtype`` "uint8" or "uint16") the values are mapped linearly onto
     integer codes over their finite range and the result carries a ``scale`` ``{offset, step,
     nan_code, posinf_code, neginf_code}`` (see the module doc); decoders give float32 back.
+
+    >>> import numpy as np
+    >>> enc = encode_array(np.array([[1.5, -2.0, np.nan]]), "float16")
+    >>> enc["dtype"], enc["shape"], enc["data"].nbytes
+    ('float16', [1, 3], 6)
+    >>> back = decode_array(enc)
+    >>> back.dtype, back.shape, back.tolist()
+    (dtype('float16'), (1, 3), [[1.5, -2.0, nan]])
+    >>> encode_array(["a"])
+    Traceback (most recent call last):
+        ...
+    mechscope.errors.InputError: expected a numeric array, got dtype <U1.
     """
     if dtype not in WIRE_DTYPES:
         raise InputError(f"wire dtype must be one of {WIRE_DTYPES}, got {dtype!r}.")
@@ -105,6 +117,16 @@ def decode_array(encoded: dict[str, Any]) -> np.ndarray:
 
     An array with a ``scale`` decodes to float32 ``offset + step * code`` (reserved codes to
     NaN / +inf / -inf), exactly as ``js/lib/codec.ts`` decodes it.
+
+    >>> import base64
+    >>> import numpy as np
+    >>> enc = encode_array(np.arange(4).reshape(2, 2), "int32")
+    >>> saved = {**enc, "data": base64.b64encode(bytes(enc["data"])).decode()}  # as in saved state
+    >>> out = decode_array(saved)
+    >>> out.dtype, out.shape, out.tolist()
+    (dtype('int32'), (2, 2), [[0, 1], [2, 3]])
+    >>> decode_array(encode_array([0.0, 1.0, np.inf], "uint8", quantize=True)).tolist()
+    [0.0, 1.0, inf]
     """
     data = encoded["data"]
     if isinstance(data, str):

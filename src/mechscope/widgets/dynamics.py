@@ -70,6 +70,15 @@ class Dynamics(MechscopeWidget):
     `mechscope.dynamics.emergence_steps`), ``step`` (training step shown first: the nearest
     checkpoint; default the last), ``vmin``/``vmax`` (heatmap colour range, shared by every
     run and step; default 0 to the largest value anywhere in the array), ``title``.
+
+    >>> import mechscope
+    >>> from mechscope.dynamics import measure
+    >>> models = [mechscope.tiny_model("llama", seed=s) for s in (0, 1)]  # two "checkpoints"
+    >>> w = Dynamics(measure(models, steps=[0, 100], n_seqs=2, span_len=3, progress=False), step=0)
+    >>> w.step, w.structure["shape"], w.heatmap.shape  # (runs, checkpoints, layers, heads)
+    (0, [1, 2, 2, 4], (1, 2, 4))
+    >>> print(w.summary().splitlines()[0])
+    Dynamics 'Training dynamics: induction vs repeated_loss (1 runs)': induction (2 layers x 4 heads, ...
     """
 
     _esm = STATIC / "dynamics.js"

@@ -121,6 +121,18 @@ class Heatmap(MechscopeWidget):
     Maps with more cells than canvas pixels are drawn mean-pooled and can be zoomed: drag a
     rectangle, or focus the map and use + / - (or the wheel), arrows, Shift+arrows to pan and 0
     to reset; the view is re-pooled at every zoom until each cell has its own pixels.
+
+    >>> import numpy as np
+    >>> w = Heatmap(np.eye(2), row_labels=["L0", "L1"], col_labels=["a", "b"], title="eye")
+    >>> w.values["dtype"], w.values["shape"], w.stats["max"]
+    ('float32', [2, 2], 1.0)
+    >>> print(w.summary())
+    Heatmap 'eye': 2 x 2 value, range 0..1
+    columns: a, b
+    >>> Heatmap(np.zeros(3))
+    Traceback (most recent call last):
+        ...
+    mechscope.errors.InputError: Heatmap needs a 2-D array (rows x cols), got shape (3,).
     """
 
     _esm = STATIC / "heatmap.js"

@@ -74,6 +74,15 @@ class LogitLens(MechscopeWidget):
     Each cell shows its top-1 token (when cells are big enough) and is coloured by the top-1
     probability, the target token's probability or its rank (log scale); a select control
     switches. Hover or arrow keys show the cell's top-k tokens. NaN/inf are drawn grey.
+
+    >>> import mechscope
+    >>> lens = mechscope.logit_lens(mechscope.tiny_model("llama"), "hello world", top_k=3, target=" the")
+    >>> w = LogitLens(lens)
+    >>> w.shape == (2, len(lens.tokens)), w.top_ids["dtype"], w.top_probs["dtype"], w.color_mode
+    (True, 'int32', 'float16', 'target_prob')
+    >>> print(w.summary())
+    LogitLens 'logit lens: tiny-llama-seed0': 2 layers x ... positions, top-3; prompt 'hello world'
+    ...
     """
 
     _esm = STATIC / "logit_lens.js"

@@ -125,6 +125,16 @@ class PatchingMap(Requests, MechscopeWidget):
 
     ``rerun(row, col) -> CellPatch`` (optional; see `PatchingResult.show`) re-runs one cell when
     it is clicked. Hover or arrow keys show a cell's value; Enter or a click selects it.
+
+    >>> import mechscope
+    >>> from mechscope.metrics import logit_diff
+    >>> model = mechscope.tiny_model("llama")
+    >>> r = mechscope.patch(model, "The cat sat", "The dog sat", logit_diff(" the", " of"), progress=False)
+    >>> w = PatchingMap(r)
+    >>> w.shape == (model.n_layers, len(r.clean_tokens)), w.effect["dtype"], w.col_labels[1], w.live
+    (True, 'float32', ' cat/ dog', False)
+    >>> print(w.summary())
+    PatchingMap 'tiny-llama-seed0: exact patching of resid': 2 layers x ... positions, ...
     """
 
     _esm = STATIC / "patching_map.js"
@@ -389,7 +399,7 @@ class PatchingMap(Requests, MechscopeWidget):
 
     @property
     def vmax(self) -> float:
-        """Upper end of the colour scale: the largest |cell| (the scale is symmetric around 0)."""
+        """Upper end of the colour scale: the largest ``|cell|`` (the scale is symmetric around 0)."""
         arr = self.array
         finite = np.abs(arr[np.isfinite(arr)])
         bound = float(finite.max()) if finite.size else 1.0

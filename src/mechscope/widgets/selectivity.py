@@ -78,6 +78,15 @@ class Selectivity(MechscopeWidget):
     Click a histogram bar, a list entry or (when ``ablation_effect`` is present) a point of
     the selectivity-vs-ablation scatter to select a neuron; its class means and top examples
     (tokens highlighted by activation) appear beside. ``selected`` syncs both ways.
+
+    >>> import mechscope
+    >>> from mechscope.datasets import labelled_texts
+    >>> sel = mechscope.selectivity(mechscope.tiny_model("llama"), labelled_texts(n_per_class=2), layer=0)
+    >>> w = Selectivity(sel, top_n=5, n_examples=2)
+    >>> w.shape == (len(sel.classes), sel.n_neurons), w.index["dtype"], w.ex_tokens["shape"][:2]
+    (True, 'float16', [5, 2])
+    >>> w.selected == int(sel.ranked(1)[0])  # the most selective neuron
+    True
     """
 
     _esm = STATIC / "selectivity.js"

@@ -88,6 +88,19 @@ class SteeringPlayground(Requests, MechscopeWidget):
     (widened to include every precomputed coefficient), ``coefficient`` (initial position;
     default the largest precomputed one), ``title``, ``max_new_tokens`` (for the summary).
     Build it with `mechscope.steering_playground` or ``vector.playground(model, prompt)``.
+
+    >>> import mechscope
+    >>> model = mechscope.tiny_model("llama")
+    >>> vec = mechscope.steering_vector(model, ["good great fine"], ["bad awful sad"], layer=1)
+    >>> sweep = mechscope.steering_sweep(model, "The cat", vec, coefficients=[0, 4], max_new_tokens=3)
+    >>> w = SteeringPlayground(sweep)  # no generator: static, the slider snaps to 0 and 4
+    >>> w.live, w.coefficients, w.coefficient, len(w.results)
+    (False, [0.0, 4.0], 4.0, 2)
+    >>> w.request("The dog")
+    Traceback (most recent call last):
+        ...
+    mechscope.errors.InputError: this SteeringPlayground has no generator, so only its precomputed ...
+    >>> w.close()
     """
 
     _esm = STATIC / "steering_playground.js"
