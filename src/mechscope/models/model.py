@@ -15,7 +15,7 @@ from ..errors import InputError
 from ..validate import index, index_list
 from .adapters import Adapter, adapter_for, get_module
 from .sites import LogitsRef, Site, SiteRef, site
-from .trace import open_generation, open_trace
+from .trace import open_trace
 
 
 def _in_features(module: torch.nn.Module) -> int:
@@ -176,10 +176,6 @@ class Model:
         (locally, ``remote="local"`` or NDIF), without gradients unless ``grad=True``.
         Write ``with model.trace(ids):`` directly around the body (nnsight reads its source)."""
         return open_trace(self, inputs, grad=grad, **kwargs)
-
-    def generation(self, inputs: Any, **kwargs: Any) -> Any:
-        """An nnsight generation trace (``model.nn.generate``) where this model runs."""
-        return open_generation(self, inputs, **kwargs)
 
     # ---- validation ----------------------------------------------------------------------
     def check_layer(self, layer: int) -> int:

@@ -75,8 +75,3 @@ def open_trace(model: Any, inputs: Any, *, grad: bool = False, **kwargs: Any) ->
     if not grad and model.remote in (False, "local"):
         kwargs["tracer_cls"] = NoGradTracer
     return model.nn.trace(inputs, **kwargs, **trace_kwargs(model))
-
-
-def open_generation(model: Any, inputs: Any, **kwargs: Any) -> Any:
-    """``model.nn.generate(inputs, **kwargs)`` where the model runs (`trace_kwargs`)."""
-    return model.nn.generate(inputs, **kwargs, **trace_kwargs(model))
