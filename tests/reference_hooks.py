@@ -31,15 +31,13 @@ def site_module(model, site: str, layer: int) -> tuple[torch.nn.Module, str]:
     """The module holding ``site`` at ``layer`` and whether the value is its input ("pre") or output."""
     a = model.adapter
     base = f"{a.layers_path}.{layer}"
-    if site == "resid":
-        return _module(model, base), "post"
-    if site == "attn":
-        return _module(model, f"{base}.{a.attn_name}"), "post"
-    if site == "mlp":
-        return _module(model, f"{base}.{a.mlp_name}"), "post"
-    if site == "heads":
-        return _module(model, f"{base}.{a.heads_name}"), "pre"
-    raise ValueError(site)
+    where = {"resid": (base, "post"), "resid_pre": (base, "pre"),
+             "attn": (f"{base}.{a.attn_name}", "post"), "mlp": (f"{base}.{a.mlp_name}", "post"),
+             "neurons": (f"{base}.{a.neurons_name}", "pre"), "heads": (f"{base}.{a.heads_name}", "pre")}
+    if site not in where:
+        raise ValueError(site)
+    path, port = where[site]
+    return _module(model, path), port
 
 
 def _ids(model, prompt: str) -> torch.Tensor:

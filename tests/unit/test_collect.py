@@ -16,6 +16,7 @@ from mechscope.analysis.collect import collect
 from mechscope.analysis.store import ActivationStore
 from mechscope.errors import InputError
 from tests.helpers import model_fingerprint
+from tests.reference_hooks import site_module
 
 # different lengths, so every batch of two or more is left-padded
 TEXTS = ["The cat sat on the mat", "Hi", "A dog ran across the field today", "one two",
@@ -24,26 +25,9 @@ SITES = ("resid", "resid_pre", "attn", "mlp", "neurons", "heads")
 
 
 # ---- an independent reference: plain forward hooks on model.hf, one unpadded text at a time ----
-def _module(model, path: str) -> torch.nn.Module:
-    mod = model.hf
-    for part in path.split("."):
-        mod = mod[int(part)] if part.isdigit() else getattr(mod, part)
-    return mod
-
-
-def _site_module(model, site: str, layer: int) -> tuple[torch.nn.Module, str]:
-    """The module holding ``site`` and whether the value is its input ("in") or output ("out")."""
-    a = model.adapter
-    base = f"{a.layers_path}.{layer}"
-    path = {"resid": base, "resid_pre": base, "attn": f"{base}.{a.attn_name}",
-            "mlp": f"{base}.{a.mlp_name}", "neurons": f"{base}.{a.neurons_name}",
-            "heads": f"{base}.{a.heads_name}"}[site]
-    return _module(model, path), "in" if site in ("resid_pre", "neurons", "heads") else "out"
-
-
 def reference(model, text: str, site: str, layer: int) -> np.ndarray:
     """(n_tokens, width) of ``site`` at ``layer`` for ``text`` run alone through ``model.hf``."""
-    module, port = _site_module(model, site, layer)
+    module, port = site_module(model, site, layer)
     got: dict[str, torch.Tensor] = {}
 
     def pre(_m, args, kwargs):
@@ -53,7 +37,7 @@ def reference(model, text: str, site: str, layer: int) -> np.ndarray:
     def post(_m, _a, out):
         got["x"] = (out[0] if isinstance(out, tuple) else out)[0].detach().clone()
 
-    handle = (module.register_forward_pre_hook(pre, with_kwargs=True) if port == "in"
+    handle = (module.register_forward_pre_hook(pre, with_kwargs=True) if port == "pre"
               else module.register_forward_hook(post))
     try:
         ids = model.tokenizer(text, return_tensors="pt")["input_ids"]
