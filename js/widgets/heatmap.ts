@@ -4,7 +4,7 @@
 // drag a rectangle, or focus the canvas and use + / - (or the wheel), arrows (move the cursor
 // cell), Shift+arrows (pan), 0 (reset). Every view is re-pooled, down to one cell per block.
 // Python side: src/mechscope/widgets/heatmap.py.
-import { decodeFloat, type EncodedArray } from "../lib/codec";
+import { decodeFloat, decodeOptional, type EncodedArray, type NumericArray } from "../lib/codec";
 import { colorBarCanvas, colorIndex, colorTable, formatValue, INVALID_RGB, valueRange, type Range, type ScaleName } from "../lib/colors";
 import { ensureWidgetStyle, h, ownKeys } from "../lib/dom";
 import { ARROWS, axisLabels, placeBox, syncHovered, Tooltip, type Cell } from "../lib/grid";
@@ -28,6 +28,9 @@ type HeatmapTraits = {
   pooled: number[];
   hovered: number[];
   stats: Stats | null | undefined;
+  ci_low: EncodedArray | Record<string, never>;
+  ci_high: EncodedArray | Record<string, never>;
+  ci_label: string;
 };
 
 const MAX_CANVAS = 900; // canvas pixels per side; more cells than this are pooled into blocks
@@ -40,7 +43,7 @@ const WHEEL_ZOOM = 1.5;
 const DRAG_MIN_PX = 4; // a drag smaller than this is a click
 
 const STYLE_ID = "mechscope-heatmap-style-v1";
-const DATA = ["values", "row_labels", "col_labels", "title", "colorscale", "vmin", "vmax", "stats"] as const;
+const DATA = ["values", "row_labels", "col_labels", "title", "colorscale", "vmin", "vmax", "stats", "ci_low", "ci_high", "ci_label"] as const;
 const CSS = `
 .ms-heatmap .ms-grid { justify-content: start; } /* the help line may be wider than the map */
 .ms-heatmap .ms-hm-stage { position: relative; line-height: 0; }
@@ -197,6 +200,8 @@ class HeatmapView {
   private rows = 0;
   private cols = 0;
   private data: Float32Array = new Float32Array(0);
+  private ciLow: NumericArray | null = null; // per-cell interval (optional), the shape of data
+  private ciHigh: NumericArray | null = null;
   private range: Range = { lo: 0, hi: 1 };
   private table: Uint8ClampedArray = colorTable("viridis");
   private zoomable = false;
@@ -237,6 +242,8 @@ class HeatmapView {
     [this.rows, this.cols] = decoded.shape;
     const { rows, cols } = this;
     this.data = decoded.values;
+    this.ciLow = decodeOptional(this.model.get("ci_low"));
+    this.ciHigh = decodeOptional(this.model.get("ci_high"));
     const scale = this.model.get("colorscale");
     this.range = valueRange(this.data, scale, this.model.get("vmin"), this.model.get("vmax"));
     this.table = colorTable(scale);
@@ -370,11 +377,19 @@ class HeatmapView {
     return b.means[(Math.floor(r / this.fr) - b.i0) * b.nbc + Math.floor(c / this.fc) - b.j0];
   }
 
+  /** The value at flat cell k, with its interval when there is one: "0.4200 [0.3100, 0.5500] (95% CI, n=100)". */
+  private valueText(k: number): string {
+    const v = formatValue(this.data[k]);
+    const { ciLow, ciHigh } = this;
+    if (!ciLow || !ciHigh || k >= ciLow.length || k >= ciHigh.length) return v;
+    const label = this.model.get("ci_label");
+    return `${v} [${formatValue(ciLow[k])}, ${formatValue(ciHigh[k])}]${label ? ` (${label})` : ""}`;
+  }
+
   private tipText(r: number, c: number): string {
     const rl = this.model.get("row_labels");
     const cl = this.model.get("col_labels");
-    const v = this.data[r * this.cols + c];
-    const lines = [`${rl[r] ?? r}  |  ${JSON.stringify(cl[c] ?? String(c))}`, `${this.model.get("value_label")}: ${formatValue(v)}`];
+    const lines = [`${rl[r] ?? r}  |  ${JSON.stringify(cl[c] ?? String(c))}`, `${this.model.get("value_label")}: ${this.valueText(r * this.cols + c)}`];
     if (this.zoomable) {
       let where = `row ${r}, col ${c}`;
       if (this.fr > 1 || this.fc > 1) where += `; pixel = mean of its ${this.fr}x${this.fc} block: ${formatValue(this.blockMean(r, c))}`;

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from mechscope.widgets import Heatmap
+from mechscope.widgets.codec import decode_array
 
 pytestmark = pytest.mark.browser
 
@@ -313,3 +314,26 @@ def test_small_maps_stay_unzoomable_float32_and_labelled(open_page):
     assert view_of(pg) == (0, 3, 0, 4)
     assert_canvas_matches(pg, w.array, "small map")
     assert_clean(pg)
+
+
+def test_hover_shows_the_cell_interval_only_when_given(open_page):
+    x = np.array([[0.42, -1.5, 2.0], [0.125, 3.25, 0.0]])
+    low, high = x - np.array([[0.11, 0.2, 0.3], [0.05, 1.0, 0.01]]), x + 0.13
+    w = Heatmap(x, row_labels=["L0", "L1"], col_labels=["END", "<b>s</b>", "c"], value_label="norm",
+                ci_low=low, ci_high=high, ci_label="95% CI, n=100")
+    pg = open_page(w, "heatmap_interval")
+    lo32, hi32, v32 = (decode_array(e) for e in (w.ci_low, w.ci_high, w.values))
+    for r, c in ((0, 0), (1, 1), (0, 1)):
+        pg.page.mouse.move(*cell_centre(pg, r, c))
+        assert tooltip(pg) == [f"{w.row_labels[r]}  |  {json.dumps(w.col_labels[c])}",
+                               f"norm: {num(v32[r, c])} [{num(lo32[r, c])}, {num(hi32[r, c])}] (95% CI, n=100)"]
+    pg.page.mouse.move(*cell_centre(pg, 1, 1))
+    assert tooltip(pg)[1] == "norm: 3.250 [2.250, 3.380] (95% CI, n=100)"
+    pg.screenshot("heatmap_interval_hover")
+    assert_clean(pg)
+
+    plain = open_page(Heatmap(x, row_labels=["L0", "L1"], col_labels=["END", "s", "c"], value_label="norm"),
+                      "heatmap_interval_none")
+    plain.page.mouse.move(*cell_centre(plain, 1, 1))
+    assert tooltip(plain) == ['L1  |  "s"', "norm: 3.250"]
+    assert_clean(plain)

@@ -250,3 +250,70 @@ def test_1000_by_1000_offline_snapshot_is_under_2_mb_and_carries_the_scale():
     assert state["values"]["dtype"] == "uint8" and state["values"]["scale"] == w.values["scale"]
     assert state["stats"] == w.stats
     np.testing.assert_array_equal(decode_array(state["values"]), w.array)  # what the page decodes
+
+
+# ---- per-cell intervals ------------------------------------------------------------------
+def test_intervals_travel_as_float32_binary_and_default_to_none():
+    x = np.array([[0.5, -2.0, 1.0], [0.25, 3.0, np.nan]])
+    w = Heatmap(x, ci_low=x - 0.1, ci_high=x + 0.2, ci_label="95% CI, n=100")
+    for name, want in (("ci_low", x - 0.1), ("ci_high", x + 0.2)):
+        enc = getattr(w, name)
+        assert enc["dtype"] == "float32" and enc["shape"] == [2, 3] and isinstance(enc["data"], bytes | memoryview)
+        np.testing.assert_array_equal(decode_array(enc), want.astype(np.float32))
+    assert w.ci_label == "95% CI, n=100"
+    state = _state_in(_html(w))  # in the offline snapshot: base64 of the float32 bytes, never a JSON list
+    assert isinstance(state["ci_low"]["data"], str)
+    np.testing.assert_array_equal(decode_array(state["ci_high"]), decode_array(w.ci_high))
+    plain = Heatmap(x)
+    assert plain.ci_low == {} and plain.ci_high == {} and plain.ci_label == ""
+    assert "strongest" not in plain.summary()
+    assert _state_in(_html(plain))["ci_low"] == {}
+
+
+def test_intervals_are_validated():
+    x = np.zeros((2, 3))
+    with pytest.raises(InputError, match=re.escape("Heatmap ci_low must have the shape of values (2, 3), got (3, 2).")):
+        Heatmap(x, ci_low=np.zeros((3, 2)), ci_high=x)
+    with pytest.raises(InputError, match=re.escape("Heatmap ci_high must have the shape of values (2, 3), got (6,).")):
+        Heatmap(x, ci_low=x, ci_high=np.zeros(6))
+    with pytest.raises(InputError, match="needs both ci_low and ci_high for an interval, or neither"):
+        Heatmap(x, ci_low=x)
+    with pytest.raises(InputError, match=re.escape("Heatmap ci_low must be an array of numbers like values, got a list")):
+        Heatmap(x, ci_low=[["a", "b", "c"], ["d", "e", "f"]], ci_high=x)
+    with pytest.raises(InputError, match=re.escape("Heatmap ci_low is above ci_high in 1 cell(s).")):
+        Heatmap(x, ci_low=np.array([[1.0, 0, np.nan], [0, 0, 0]]), ci_high=x)  # NaN bounds are allowed
+
+
+def test_summary_names_the_strongest_cells_with_their_interval():
+    x = np.array([[0.5, -2.0, 1.0], [0.25, 3.0, np.nan]])
+    w = Heatmap(x, row_labels=["L0", "L1"], col_labels=["a", "<b>", "c"], title="t",
+                ci_low=x - 0.125, ci_high=x + 0.5, ci_label="95% CI, n=100")
+    assert w.summary().splitlines()[-1] == (
+        "strongest (95% CI, n=100): L1 | '<b>' 3 [2.875, 3.5], L0 | '<b>' -2 [-2.125, -1.5], L0 | 'c' 1 [0.875, 1.5]")
+    assert w.summary().splitlines()[:2] == Heatmap(x, row_labels=["L0", "L1"], col_labels=["a", "<b>", "c"],
+                                                   title="t").summary().splitlines()
+    none = Heatmap(np.full((2, 2), np.nan), ci_low=np.zeros((2, 2)), ci_high=np.zeros((2, 2)), ci_label="")
+    assert none.summary().splitlines()[-1] == "strongest: no finite values"
+
+
+def test_intervals_are_mean_pooled_like_the_values():
+    rows = 2 * MAX_SIDE + 2  # pooled 3x1
+    x = np.arange(rows * 2, dtype=np.float64).reshape(rows, 2)
+    w = Heatmap(x, ci_low=x - 1, ci_high=x + 1)
+    assert w.pooled == [3, 1] and w.ci_low["shape"] == w.values["shape"] == w.ci_high["shape"]
+    np.testing.assert_allclose(decode_array(w.ci_low), w.array - 1, rtol=1e-6)
+    np.testing.assert_allclose(decode_array(w.ci_high), w.array + 1, rtol=1e-6)
+
+
+def test_dataset_reading_show_passes_its_interval():
+    from mechscope.analysis.over_dataset import DatasetReading
+
+    per = np.arange(24, dtype=np.float32).reshape(4, 3, 2)
+    mean = per.mean(0)
+    r = DatasetReading(per_example=per, values=mean, ci_low=mean - 1, ci_high=mean + 2, layers=[0, 1, 2],
+                       roles=["END", "subj"], quantity="norm", site="resid_post", model_name="m", dataset_name="d")
+    w = r.show()
+    np.testing.assert_array_equal(decode_array(w.ci_low), (mean - 1).astype(np.float32))
+    np.testing.assert_array_equal(decode_array(w.ci_high), (mean + 2).astype(np.float32))
+    assert w.ci_label == "95% CI, n=4"
+    assert w.summary().splitlines()[-1].startswith("strongest (95% CI, n=4): L2 | 'subj' 14 [13, 16]")

@@ -66,13 +66,14 @@ class DatasetReading(OverExamples):
         return self.long_frame(layer=self.layers, role=self.roles)
 
     def show(self):  # noqa: ANN201 - returns the widget
-        """Heatmap of the mean over examples: layers x roles."""
+        """Heatmap of the mean over examples: layers x roles, its interval on hover."""
         from ..widgets.heatmap import Heatmap
 
         return Heatmap(self.values, row_labels=[f"L{layer}" for layer in self.layers],
                        col_labels=self.roles, value_label=self.quantity,
                        title=f"{self.model_name}: {self.quantity}, mean of {self.n} examples of {self.dataset_name!r}",
-                       colorscale="viridis")
+                       colorscale="viridis", ci_low=self.ci_low, ci_high=self.ci_high,
+                       ci_label=f"{round(self.ci_level * 100)}% CI, n={self.n}")
 
     def __repr__(self) -> str:
         return (f"DatasetReading({self.quantity}, {len(self.layers)} layers x {len(self.roles)} roles, "

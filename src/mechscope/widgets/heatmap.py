@@ -70,6 +70,32 @@ def _block_labels(labels: list[str], factor: int) -> list[str]:
             for i, end in zip(range(0, len(labels), factor), ends, strict=True)]
 
 
+def _interval(ci_low: Any, ci_high: Any, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The optional per-cell interval as float64 arrays of ``shape`` (None when neither is given)."""
+    if ci_low is None and ci_high is None:
+        return None
+    if ci_low is None or ci_high is None:
+        raise InputError("Heatmap needs both ci_low and ci_high for an interval, or neither.")
+    out = []
+    for name, bound in (("ci_low", ci_low), ("ci_high", ci_high)):
+        if hasattr(bound, "detach") and hasattr(bound, "cpu"):
+            bound = bound.detach().cpu().float().numpy()
+        try:
+            b = np.asarray(bound, dtype=np.float64)
+        except (ValueError, TypeError):
+            raise InputError(f"Heatmap {name} must be an array of numbers like values, "
+                             f"got a {type(bound).__name__}.") from None
+        if b.shape != shape:
+            raise InputError(f"Heatmap {name} must have the shape of values {shape}, got {b.shape}.")
+        out.append(b)
+    low, high = out
+    with np.errstate(invalid="ignore"):
+        bad = int(np.count_nonzero(low > high))
+    if bad:
+        raise InputError(f"Heatmap ci_low is above ci_high in {bad} cell(s).")
+    return low, high
+
+
 def _stats(values: np.ndarray) -> dict[str, Any]:
     """Exact summary of the array as given: finite min / max / mean and the non-finite counts."""
     finite = np.isfinite(values)
@@ -86,6 +112,21 @@ def _stats(values: np.ndarray) -> dict[str, Any]:
         "posinf": int(np.count_nonzero(values == np.inf)),
         "neginf": int(np.count_nonzero(values == -np.inf)),
     }
+
+
+#: Cells named with their interval in text/plain.
+STRONGEST = 3
+
+
+def _strongest(values: np.ndarray, bounds: list[np.ndarray], rl: list[str], cl: list[str]) -> str:
+    """The STRONGEST cells by |value| (finite only) as "row | 'col' value [low, high]"."""
+    flat = np.abs(values).ravel()
+    order = [k for k in np.argsort(-np.where(np.isfinite(flat), flat, -1.0), kind="stable")[:STRONGEST]
+             if np.isfinite(flat[k])]
+    cols = values.shape[1]
+    return ", ".join(
+        f"{rl[k // cols]} | {cl[k % cols]!r} {values.flat[k]:.4g} [{bounds[0].flat[k]:.4g}, {bounds[1].flat[k]:.4g}]"
+        for k in order) or "no finite values"
 
 
 def _wire_dtype(n_cells: int, lo: float | None, hi: float | None, quantize: bool | None,
@@ -116,7 +157,10 @@ class Heatmap(MechscopeWidget):
     Parameters: ``values`` (rows x cols, any real dtype; NaN/inf drawn in a distinct grey),
     ``row_labels``/``col_labels`` (strings), ``title``, ``colorscale`` ("viridis", "magma" or
     "diverging", centred on 0), optional ``vmin``/``vmax``, ``quantize`` (None: quantise above
-    `QUANTIZE_ABOVE` cells; True / False to force it either way).
+    `QUANTIZE_ABOVE` cells; True / False to force it either way), optional ``ci_low``/``ci_high``
+    (an interval per cell, the shape of ``values``; always sent as float32, mean-pooled like the
+    values when the map is pooled) described by ``ci_label`` (e.g. "95% CI, n=100"): the tooltip
+    then reads "value [low, high] (ci_label)" and text/plain gives the strongest cells' intervals.
 
     Maps with more cells than canvas pixels are drawn mean-pooled and can be zoomed: drag a
     rectangle, or focus the map and use + / - (or the wheel), arrows, Shift+arrows to pan and 0
@@ -129,6 +173,9 @@ class Heatmap(MechscopeWidget):
     >>> print(w.summary())
     Heatmap 'eye': 2 x 2 value, range 0..1
     columns: a, b
+    >>> ci = Heatmap(np.eye(2), ci_low=np.eye(2) - 0.1, ci_high=np.eye(2) + 0.1, ci_label="95% CI, n=8")
+    >>> print(ci.summary().splitlines()[-1])
+    strongest (95% CI, n=8): 0 | '0' 1 [0.9, 1.1], 1 | '1' 1 [0.9, 1.1], 0 | '1' 0 [-0.1, 0.1]
     >>> Heatmap(np.zeros(3))
     Traceback (most recent call last):
         ...
@@ -159,12 +206,19 @@ class Heatmap(MechscopeWidget):
     """[row, col] under the pointer, set by the front end (empty when none)."""
     stats = t.Dict().tag(sync=True)
     """Exact statistics of the array as given: min, max, mean (finite cells), nan, posinf, neginf."""
+    ci_low = ArrayTrait("float32", optional=True)
+    """Lower end of each cell's interval, float32 like `values` (pooled like it); {} when none."""
+    ci_high = ArrayTrait("float32", optional=True)
+    """Upper end of each cell's interval; {} when none."""
+    ci_label = t.Unicode("").tag(sync=True)
+    """What the interval is (e.g. "95% CI, n=100"), shown after it in the tooltip."""
 
     def __init__(self, values: Any, row_labels: Sequence[str] | None = None,
                  col_labels: Sequence[str] | None = None, *, title: str = "",
                  value_label: str = "value", colorscale: str = "viridis",
                  vmin: float | None = None, vmax: float | None = None,
-                 quantize: bool | None = None) -> None:
+                 quantize: bool | None = None, ci_low: Any = None, ci_high: Any = None,
+                 ci_label: str = "interval") -> None:
         if hasattr(values, "detach") and hasattr(values, "cpu"):  # torch: grad, any device, bfloat16
             values = values.detach().cpu()
             values = (values.float() if values.is_floating_point() else values).numpy()
@@ -193,6 +247,7 @@ class Heatmap(MechscopeWidget):
             )
         if quantize not in (None, True, False):
             raise InputError(f"quantize must be None (automatic), True or False, got {quantize!r}.")
+        interval = _interval(ci_low, ci_high, arr.shape)
         source = arr.astype(np.float64, copy=False)  # read only, never written
         stats = _stats(source)
         pooled, (fr, fc) = _pool_mean(source, MAX_SIDE)
@@ -203,11 +258,16 @@ class Heatmap(MechscopeWidget):
             finite = pooled[np.isfinite(pooled)]
             lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (None, None)
         self._source_shape = (rows, cols)
+        bounds = [_pool_mean(b, MAX_SIDE)[0] for b in interval] if interval else None
+        self._strongest = _strongest(pooled, bounds, rl, cl) if bounds else ""
         wire = _wire_dtype(pooled.size, lo, hi, quantize, colorscale, vmin, vmax)
         super().__init__(
             values=encode_array(pooled, wire, quantize=wire != "float32"), row_labels=rl,
             col_labels=cl, title=title, value_label=value_label, colorscale=colorscale,
             vmin=vmin, vmax=vmax, pooled=[fr, fc], stats=stats,
+            ci_low=encode_array(bounds[0], "float32") if bounds else {},
+            ci_high=encode_array(bounds[1], "float32") if bounds else {},
+            ci_label=str(ci_label) if bounds else "",
         )
 
     @property
@@ -250,4 +310,8 @@ class Heatmap(MechscopeWidget):
                 head += (f" (step {step:.3g}: shown values within +/-{step / 2:.3g}); "
                          f"exact mean {st['mean']:.4g}")
         labels = ", ".join(self.col_labels[:12]) + (" ..." if len(self.col_labels) > 12 else "")
-        return f"{head}\ncolumns: {labels}"
+        text = f"{head}\ncolumns: {labels}"
+        if self._strongest:
+            label = f" ({self.ci_label})" if self.ci_label else ""
+            text += f"\nstrongest{label}: {self._strongest}"
+        return text
