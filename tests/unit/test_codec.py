@@ -304,7 +304,7 @@ def test_the_snapshot_finds_array_traits_from_their_type():
 
     w = Extra(np.eye(2))
     w.mask = np.array([1, 0, 0, 1])
-    assert array_traits(w) == ["mask", "values"]
+    assert array_traits(w) == ["ci_high", "ci_low", "mask", "values"]  # the optional intervals too
     match = re.search(r"^  const state = (.*);$", w.offline_html() or "", flags=re.M)
     assert match
     state = json.loads(match.group(1))
