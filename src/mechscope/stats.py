@@ -53,19 +53,20 @@ def summarize(per_example: np.ndarray, *, level: float = LEVEL, n_boot: int = N_
         raise InputError(f"level must be between 0 and 1 (e.g. 0.95), got {level!r}.")
     n = values.shape[0]
     with np.errstate(invalid="ignore"):
-        mean = _nanmean(values)
+        mean = nanmean(values)
         if n == 1:
             low = high = mean
         else:
             rng = np.random.default_rng(seed)
-            boots = np.stack([_nanmean(values[rng.integers(0, n, n)]) for _ in range(n_boot)])
+            boots = np.stack([nanmean(values[rng.integers(0, n, n)]) for _ in range(n_boot)])
             tail = (1 - level) / 2 * 100
             low, high = np.nanpercentile(boots, [tail, 100 - tail], axis=0)
     return Summary(mean=mean.astype(np.float32), ci_low=np.asarray(low, dtype=np.float32),
                    ci_high=np.asarray(high, dtype=np.float32), n=n, level=level)
 
 
-def _nanmean(values: np.ndarray) -> np.ndarray:
+def nanmean(values: np.ndarray) -> np.ndarray:
+    """Mean over axis 0 leaving NaN out (NaN where every value is NaN), without a warning."""
     finite = ~np.isnan(values)
     count = finite.sum(axis=0)
     total = np.where(finite, values, 0.0).sum(axis=0)

@@ -130,9 +130,9 @@ class PatchingResult:
         `normalized_per_example`.
         """
         if self.per_example is not None:
-            from ..stats import summarize
+            from ..stats import nanmean
 
-            return summarize(self.normalized_per_example()).mean
+            return nanmean(self.normalized_per_example().astype(np.float64)).astype(np.float32)
         span = self.clean_metric - self.corrupt_metric
         if not np.isfinite(span) or abs(span) <= 1e-9 * max(1.0, abs(self.clean_metric)):
             raise InputError(

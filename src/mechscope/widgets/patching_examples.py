@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..interventions.patching import PatchingResult
-from ..stats import summarize
+from ..stats import nanmean, summarize
 from .codec import encode_array
 
 #: Most per-example values (examples x cells) sent to the front end; above it, mean + interval.
@@ -45,13 +45,6 @@ def _texts(result: PatchingResult, n: int) -> list[str]:
     if clean is not None and len(clean) == n:
         return [truncate(str(t)) for t in clean]
     return [f"example {i}" for i in range(n)]
-
-
-def _nanmean(x: np.ndarray) -> np.ndarray:
-    finite = ~np.isnan(x)
-    count = finite.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, np.where(finite, x, 0.0).sum(axis=0) / np.maximum(count, 1), np.nan)
 
 
 def fallback_note(n: int, cells: int) -> str:
@@ -77,7 +70,7 @@ def dataset_traits(result: PatchingResult) -> tuple[dict[str, Any], bool]:
         s = summarize(norm, level=result.ci_level)
         norm_mean, norm_low, norm_high = s.mean, s.ci_low, s.ci_high
     else:  # a bootstrap of this many values takes minutes: the plain mean only
-        norm_mean = _nanmean(norm.astype(np.float64)).astype(np.float32)
+        norm_mean = nanmean(norm.astype(np.float64)).astype(np.float32)
     can_normalize = bool(np.isfinite(norm_mean).any())
     interval = result.ci_low is not None and result.ci_high is not None
     traits: dict[str, Any] = dict(
@@ -122,7 +115,7 @@ def rerun_normalized(per_example: np.ndarray, result: PatchingResult) -> float |
     flat = ~np.isfinite(span) | (np.abs(span) <= 1e-9 * np.maximum(1.0, np.abs(clean)))
     with np.errstate(invalid="ignore", divide="ignore"):
         norm = (np.asarray(per_example, dtype=np.float64) - corrupt) / np.where(flat, np.nan, span)
-    mean = _nanmean(norm)
+    mean = nanmean(norm)
     return float(mean) if np.isfinite(mean) else None
 
 
