@@ -8,7 +8,9 @@ so no padding enters a patched run. A single prompt pair is a group of one.
   group's clean texts, (G, n_clean, width) per layer and (G, vocab).
 - `patched_trace`: one trace that runs the G corrupt texts alone and, as the forward pass
   reaches each chunk layer, appends G patched copies per column (copies of column c are rows
-  ``c * G + g``): a copy never recomputes the layers before its patch.
+  ``c * G + g``): a copy never recomputes the layers before its patch. With a `Prefix`
+  (`clean_and_prefix`: the keys and values of the first ``d`` positions, which every copy shares
+  with its corrupt run) it runs positions ``d..n-1`` only (`mechscope.interventions.patch_prefix`).
 - `attribution_trace`: the first-order estimate grad . (clean - corrupt) of every cell from one
   forward and backward pass (one batch [clean; corrupt] when the lengths agree).
 """
@@ -21,11 +23,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from transformers.cache_utils import DynamicCache
 
 from ..models.model import Model
 from ..models.sites import SiteRef
 from ..models.trace import save
 from .metrics import BoundMetric
+from .patch_prefix import Prefix, prefix_length
 
 
 @dataclass(frozen=True)
@@ -65,23 +69,36 @@ def frozen_parameters(model: Model) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
-def clean_run(model: Model, ids: torch.Tensor, site: str,
-              layers: list[int]) -> tuple[list[torch.Tensor], torch.Tensor]:
+def clean_run(model: Model, ids: torch.Tensor, site: str, layers: list[int],
+              cache: DynamicCache | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Site activations of the rows of ``ids`` at ``layers`` (each (G, n, width)) and their
-    final-position logits (G, vocab)."""
+    final-position logits (G, vocab); with ``cache`` (local models) it also fills the cache
+    with every layer's keys and values."""
     refs = [model.at(site, layer) for layer in layers]
     unembed = model.logits()
-    with model.trace(ids, use_cache=False):
+    extra: dict[str, Any] = {"use_cache": False} if cache is None else {"use_cache": True, "cache": cache}
+    with model.trace(ids, **extra):
         acts = [ref.read().clone() for ref in refs]
         saved = save([acts, unembed.last()])
     return saved[0], saved[1].float()
 
 
+def clean_and_prefix(model: Model, site: str, group: PatchGroup,
+                     layers: list[int]) -> tuple[list[torch.Tensor], torch.Tensor, Prefix | None]:
+    """`clean_run` of the group's clean texts and, where the group's copies share a prefix
+    with their corrupt run (`prefix_length` > 0), its keys and values, from the same pass."""
+    d = prefix_length(model, group)
+    cache = DynamicCache() if d else None
+    acts, logits = clean_run(model, group.clean, site, layers, cache)
+    return acts, logits, None if cache is None else Prefix.from_cache(cache, d)
+
+
 def _patch_values(model: Model, site: str, group: PatchGroup, cols: list[int],
-                  clean_act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mask, values), each (len(cols) * G, n_corrupt, width): where each copy is patched and
-    with what (the clean activation at the matching clean position)."""
-    g_count, n = group.size, int(group.corrupt.shape[1])
+                  clean_act: torch.Tensor, start: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mask, values), each (len(cols) * G, n_corrupt - start, width): where each copy is
+    patched and with what (the clean activation at the matching clean position), for the
+    corrupt positions ``start..`` (a patch before ``start`` writes what is there: dropped)."""
+    g_count, n = group.size, int(group.corrupt.shape[1]) - start
     width = model.width(site)
     mask = torch.zeros(len(cols) * g_count, n, width, dtype=torch.bool)
     values = torch.zeros(len(cols) * g_count, n, width, dtype=clean_act.dtype)
@@ -95,6 +112,8 @@ def _patch_values(model: Model, site: str, group: PatchGroup, cols: list[int],
             else:
                 dims = slice(None)
                 to, frm = group.pos_corrupt[g, col:col + 1], group.pos_clean[g, col:col + 1]
+            kept = to >= start
+            to, frm = to[kept] - start, frm[kept]
             mask[row, to, dims] = True
             values[row, to, dims] = clean_act[g, frm, dims]
     return mask, values
@@ -102,14 +121,17 @@ def _patch_values(model: Model, site: str, group: PatchGroup, cols: list[int],
 
 def patched_trace(model: Model, site: str, group: PatchGroup, chunk: list[tuple[int, list[int]]],
                   clean_acts: dict[int, torch.Tensor], clean_logits: torch.Tensor,
-                  metric: BoundMetric, top_k: int = 0) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+                  metric: BoundMetric, top_k: int = 0,
+                  prefix: Prefix | None = None) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
     """The metric of every row (G + copies,): the G corrupt runs, then for each chunk step and
-    column its G copies; with ``top_k`` > 0 also [top logits, ids, probabilities], (rows, top_k)."""
+    column its G copies; with ``top_k`` > 0 also [top logits, ids, probabilities], (rows, top_k).
+    With ``prefix`` only positions ``prefix.length..`` run, on top of its keys and values."""
     g_count = group.size
+    start_pos = 0 if prefix is None else prefix.length
     steps: list[tuple[SiteRef, SiteRef, int, torch.Tensor, torch.Tensor]] = []
     row_examples = [torch.arange(g_count)]
     for layer, cols in chunk:
-        mask, values = _patch_values(model, site, group, cols, clean_acts[layer])
+        mask, values = _patch_values(model, site, group, cols, clean_acts[layer], start_pos)
         steps.append((model.at("resid_pre", layer), model.at(site, layer), len(cols) * g_count,
                       mask, values))
         row_examples.append(torch.arange(g_count).repeat(len(cols)))
@@ -119,8 +141,12 @@ def patched_trace(model: Model, site: str, group: PatchGroup, chunk: list[tuple[
     unembed = model.logits()
     resid = site == "resid"
     top: list[torch.Tensor] | None = None  # set inside the trace when top_k > 0
+    inputs: Any = group.corrupt
+    extra: dict[str, Any] = {"use_cache": False}
+    if prefix is not None:
+        inputs, extra = prefix.trace_inputs(group.corrupt, next(model.hf.parameters()).dtype)
 
-    with model.trace(group.corrupt, use_cache=False):
+    with model.trace(inputs, **extra):
         start = g_count
         for block_in, ref, k, mask, values in steps:
             if resid:

@@ -66,7 +66,8 @@ from ..validate import check_model, check_positive, check_top_k, index
 from ._batching import bytes_per_copy, max_copies, plan_chunks
 from .metrics import BoundMetric, Metric, as_metric
 from .patch_plan import Plan, dataset_plan, pair_plan
-from .patch_traces import PatchGroup, attribution_trace, clean_run, patched_trace
+from .patch_prefix import idle_columns
+from .patch_traces import PatchGroup, attribution_trace, clean_and_prefix, patched_trace
 from .patching_results import CellPatch, PatchingResult, TopTokens
 
 __all__ = ["CellPatch", "PatchingResult", "TopTokens", "cell_rerun", "patch", "patch_cell"]
@@ -111,14 +112,21 @@ def _exact(model: Model, plan: Plan, site: str, layers: list[int], metric: Bound
         per_copy = bytes_per_copy(longest, model.d_model, model.d_mlp, model.n_heads,
                                   model.vocab_size, element)
         for group in _subgroups(plan, per_copy, budget_mb):
-            acts, logits = clean_run(model, group.clean, site, layers)
+            acts, logits, prefix = clean_and_prefix(model, site, group, layers)
             clean_acts = dict(zip(layers, acts, strict=True))
             ex = group.examples.numpy()
             clean[ex] = metric(logits, logits, group.examples).numpy()
-            room = max(1, max_copies(budget_mb, per_copy) // group.size)
-            chunks = plan_chunks(layers, n_cols, room)
+            d = 0 if prefix is None else prefix.length
+            idle = idle_columns(group, site, d)
+            live = [c for c in range(n_cols) if c not in idle]
+            tail = bytes_per_copy(int(group.corrupt.shape[1]) - d, model.d_model, model.d_mlp,
+                                  model.n_heads, model.vocab_size, element)
+            room = max(1, max_copies(budget_mb, min(per_copy, tail)) // group.size)
+            chunks = [[(layer, [live[c] for c in cols]) for layer, cols in chunk]
+                      for chunk in plan_chunks(layers, len(live), room)] or [[]]
             for chunk in chunks:
-                out = patched_trace(model, site, group, chunk, clean_acts, logits, metric)[0].numpy()
+                out = patched_trace(model, site, group, chunk, clean_acts, logits, metric,
+                                    prefix=prefix)[0].numpy()
                 corrupt[ex] = out[:group.size]
                 start = group.size
                 for layer, cols in chunk:
@@ -126,6 +134,10 @@ def _exact(model: Model, plan: Plan, site: str, layers: list[int], metric: Bound
                     values[ex[:, None], row_of[layer], np.array(cols)[None, :]] = block.T
                     start += len(cols) * group.size
                 bar.update(start - group.size)
+            if idle:  # a patch before the prefix end writes what is there: the corrupt run
+                values[ex[:, None, None], np.arange(len(layers))[None, :, None],
+                       np.array(idle)[None, None, :]] = corrupt[ex][:, None, None]
+                bar.update(len(idle) * len(layers) * group.size)
             passes += 1 + len(chunks)
     finally:
         bar.close()
@@ -295,9 +307,9 @@ def patch_cell(model: Model, clean: str | PromptPairs, corrupt: str | None = Non
     clean_m, corrupt_m = np.empty_like(values), np.empty_like(values)
     shown: tuple[torch.Tensor, list[torch.Tensor], int, int] | None = None
     for group in plan.groups:
-        acts, logits = clean_run(model, group.clean, site, [chosen_layer])
+        acts, logits, prefix = clean_and_prefix(model, site, group, [chosen_layer])
         out, top = patched_trace(model, site, group, [(chosen_layer, [head])],
-                                 {chosen_layer: acts[0]}, logits, bound, top_k=top_k)
+                                 {chosen_layer: acts[0]}, logits, bound, top_k=top_k, prefix=prefix)
         ex = group.examples.numpy()
         clean_m[ex] = bound(logits, logits, group.examples).numpy()
         corrupt_m[ex], values[ex] = out[:group.size].numpy(), out[group.size:].numpy()
