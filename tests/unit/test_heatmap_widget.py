@@ -24,8 +24,7 @@ HOSTILE = [
 
 
 def _html(widget: Heatmap) -> str | None:
-    data, _meta = widget._repr_mimebundle_()
-    return data.get("text/html")
+    return widget.offline_html()
 
 
 def _state_in(snapshot: str) -> dict:
@@ -157,7 +156,7 @@ def test_snapshot_is_absent_above_the_size_limit(monkeypatch):
     monkeypatch.setattr(base, "FALLBACK_MAX_BYTES", 4096)
     assert w.offline_html() is None
     data, _ = w._repr_mimebundle_()
-    assert "text/html" not in data and data["text/plain"] == w.summary()
+    assert "<script" not in data["text/html"] and data["text/plain"] == w.summary()
 
 
 def test_snapshot_is_absent_for_a_really_large_map():
@@ -166,8 +165,8 @@ def test_snapshot_is_absent_for_a_really_large_map():
     # (quantised it is 2.25 MB, 3 MB as base64; even MAX_SIDE x MAX_SIDE as uint8 fits: 5.6 MB)
     w = Heatmap(np.ones((1500, 1500), dtype=np.float32), quantize=False)
     assert w.pooled == [1, 1] and w.values["dtype"] == "float32"
+    assert w.offline_html() is None
     data, _ = w._repr_mimebundle_()
-    assert "text/html" not in data
     assert data["text/plain"].startswith("Heatmap '': 1500 x 1500 value")
 
 
@@ -317,3 +316,14 @@ def test_dataset_reading_show_passes_its_interval():
     np.testing.assert_array_equal(decode_array(w.ci_high), (mean + 2).astype(np.float32))
     assert w.ci_label == "95% CI, n=4"
     assert w.summary().splitlines()[-1].startswith("strongest (95% CI, n=4): L2 | 'subj' 14 [13, 16]")
+
+
+def test_a_live_display_carries_no_data_only_a_placeholder():
+    """Each array travels once: the live bundle's text/html names the model, holds no state."""
+    w = Heatmap(np.random.default_rng(0).normal(size=(300, 300)).astype(np.float32), title=HOSTILE[0])
+    data, _ = w._repr_mimebundle_()
+    page = data["text/html"]
+    assert data["application/vnd.jupyter.widget-view+json"]["model_id"] == w.model_id
+    assert f'data-mechscope-model="{w.model_id}"' in page and 'data-mechscope-widget="heatmap"' in page
+    assert "<script" not in page.lower() and "<img" not in page.lower()
+    assert len(page) < len(w.summary()) * 2 + 300  # the escaped summary and one div

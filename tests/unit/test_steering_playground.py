@@ -325,7 +325,8 @@ def test_text_plain_and_offline_snapshot(setup):
     assert lines[2] == f"  0 (unsteered): {reference(model, vec, HOSTILE, 0.0).text!r}"
     assert lines[4] == f"live: a slider from -8 to +8 (step 0.5) re-generates {N} tokens in the kernel"
     assert repr(w) == text
-    html = data["text/html"]
+    assert "<script" not in data["text/html"]  # live: a placeholder; the snapshot is made offline
+    html = w.offline_html()
     assert 'data-mechscope-widget="steering_playground"' in html
     assert "</script><img" not in html.split("<script", 1)[1].rsplit("</script>", 1)[0]
     state = _state_in(html)

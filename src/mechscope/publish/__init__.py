@@ -13,8 +13,19 @@ HF_HUB_OFFLINE=1 and OMP_WAIT_POLICY=PASSIVE unless set. Needs the ``lab`` extra
 does the same for several notebooks, one after another, and writes ``index.html`` beside the
 pages: a plain offline page linking each one (relative links) with its title and widget count.
 
-Modules: `mechscope.publish.page` (one notebook: `publish`, `export_html`,
-`strip_widget_state`), `mechscope.publish.site` (`publish_site`), `mechscope.publish.cli`
+``python -m mechscope.publish --notebook NOTEBOOK OUT.ipynb`` (`publish_notebook`) writes the
+published *notebook* instead: each widget's offline snapshot made from the widget state stored
+in it, no widget views, no progress bars, no stored state; every static renderer (nbconvert,
+nbviewer, Sphinx + myst-nb, mkdocs-jupyter) draws that copy. ``--strip-widget-state`` does
+the same in place (`strip_widget_state`).
+
+Where the snapshots come from: a live display carries only a placeholder in ``text/html`` (each
+array travels and is stored once, as widget state); the snapshot is made here, at publish
+time, from the stored state (`mechscope.publish.stored`).
+
+Modules: `mechscope.publish.page` (one notebook: `publish`, `export_html`, `publish_notebook`,
+`strip_widget_state`), `mechscope.publish.stored` (snapshots from stored widget state:
+`publish_widgets`), `mechscope.publish.site` (`publish_site`), `mechscope.publish.cli`
 (the command line, ``python -m mechscope.publish --help``).
 
 >>> import mechscope
@@ -32,11 +43,13 @@ from .page import (
     find_widgets,
     notebook_title,
     publish,
+    publish_notebook,
     remote_refs,
     render_html,
     strip_widget_state,
 )
 from .site import SitePage, SiteReport, publish_site
+from .stored import StoredReport, publish_widgets
 
 __all__ = [
     "DISPLAY_PRIORITY",
@@ -44,13 +57,16 @@ __all__ = [
     "PublishedWidget",
     "SitePage",
     "SiteReport",
+    "StoredReport",
     "execute_notebook",
     "export_html",
     "find_widgets",
     "main",
     "notebook_title",
     "publish",
+    "publish_notebook",
     "publish_site",
+    "publish_widgets",
     "remote_refs",
     "render_html",
     "strip_widget_state",

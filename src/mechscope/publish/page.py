@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..errors import MechscopeError
+from .stored import StoredReport, publish_widgets
 
 #: Output mimetypes in the order the export prefers them: a widget's offline ``text/html``
 #: snapshot wins, and the live widget view (blank without a kernel) is never chosen.
@@ -194,7 +195,8 @@ def find_widgets(nb: Any) -> tuple[tuple[PublishedWidget, ...], int]:
         kept = []
         for output in cell.get("outputs", []):
             data = output.get("data", {})
-            kind = _KIND.search(str(data.get("text/html", "")))
+            text_html = str(data.get("text/html", ""))
+            kind = _KIND.search(text_html)
             if _WIDGET_VIEW not in data and kind is None:
                 kept.append(output)
                 continue
@@ -208,7 +210,7 @@ def find_widgets(nb: Any) -> tuple[tuple[PublishedWidget, ...], int]:
             found.append(PublishedWidget(
                 number=len(found) + 1, cell=index, kind=html.unescape(kind.group(1)) if kind else "",
                 summary=plain.splitlines()[0] if plain else "(no text/plain)",
-                snapshot=kind is not None,
+                snapshot='class="mechscope-snapshot"' in text_html,
             ))
         if "outputs" in cell:
             cell.outputs = kept
@@ -302,26 +304,17 @@ def publish(notebook: str | os.PathLike[str], output: str | os.PathLike[str],
         ...
     mechscope.errors.MechscopeError: notebook not found: .../missing.ipynb (looked in ...)
     """
-    try:
-        import nbformat
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise MechscopeError(
-            "publishing needs the lab extras: pip install 'mechscope[lab]'"
-        ) from exc
     began = time.perf_counter()
     stream = sys.stderr if progress is True else progress or None
     src, dest = Path(notebook), Path(output)
-    if not src.is_file():
-        raise MechscopeError(f"notebook not found: {src} (looked in {src.resolve().parent})")
-    try:
-        nb = nbformat.read(src, as_version=4)
-    except Exception as exc:  # nbformat raises several unrelated types for bad files
-        raise MechscopeError(f"cannot read notebook {src}: {type(exc).__name__}: {exc}") from exc
+    nb = _read(src)
     if execute:
         if stream is not None:
             print(f"executing {src} ({len(nb.cells)} cells)", file=stream, flush=True)
         execute_notebook(nb, src.resolve().parent, timeout=timeout, progress=stream)
+    stored = publish_widgets(nb)
     widgets, dropped = find_widgets(nb)
+    dropped += stored.dropped_controls
     nb.metadata["title"] = notebook_title(nb, src.stem)  # the page's <title>
     page = render_html(nb)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -357,14 +350,16 @@ def export_html(notebook: str | os.PathLike[str], output: str | os.PathLike[str]
 
 
 def strip_widget_state(notebook: str | os.PathLike[str]) -> int:
-    """Remove the stored widget state from ``notebook`` (in place); return the bytes saved.
+    """Make ``notebook`` (in place) the copy static renderers draw; return the characters of
+    stored widget state removed (0 when it held none).
 
-    JupyterLab set up by ``make setup`` / Binder saves widget state (`mechscope.lab_settings`),
-    so a notebook reopened without its kernel still shows its widgets. nbviewer and stock
-    ``jupyter nbconvert`` then pick the live widget view, which needs widget JavaScript from a
-    CDN (anywidget views do not draw there); without the state they show each widget's offline
-    snapshot instead. Run this on a copy you share there (``python -m mechscope.publish
-    --strip-widget-state NOTEBOOK``). Outputs are kept; nothing is executed.
+    Each mechscope widget's placeholder becomes its offline snapshot, made from the stored
+    widget state (`mechscope.publish.stored.publish_widgets`), the widget-view mime of those
+    outputs and every progress-bar output are dropped, and the stored state is removed: stock
+    ``jupyter nbconvert``, nbviewer, myst-nb and mkdocs-jupyter then show the snapshots
+    (``python -m mechscope.publish --strip-widget-state NOTEBOOK``). Nothing is executed; a
+    notebook without stored state is left as it is. To write the copy elsewhere (and execute
+    it first), use `publish_notebook`.
 
     >>> import nbformat, tempfile
     >>> nb = nbformat.v4.new_notebook()
@@ -377,14 +372,53 @@ def strip_widget_state(notebook: str | os.PathLike[str]) -> int:
     import nbformat
 
     path = Path(notebook)
-    if not path.is_file():
-        raise MechscopeError(f"notebook not found: {path}")
-    before = path.stat().st_size
-    try:
-        nb = nbformat.read(path, as_version=4)
-    except Exception as exc:  # noqa: BLE001 - any parse failure is the same user error
-        raise MechscopeError(f"cannot read {path} as a notebook: {exc}") from None
-    if nb.metadata.pop("widgets", None) is None:
+    nb = _read(path)
+    if "widgets" not in nb.metadata:
         return 0
+    report = publish_widgets(nb)
     nbformat.write(nb, path)
-    return before - path.stat().st_size
+    return report.state_bytes
+
+
+def publish_notebook(notebook: str | os.PathLike[str], output: str | os.PathLike[str],
+                     execute: bool = True, *, timeout: int = 900,
+                     progress: TextIO | bool = True) -> StoredReport:
+    """Write the published copy of ``notebook`` to ``output`` (an .ipynb): executed headless
+    first (unless ``execute=False``), then every mechscope widget given its offline snapshot
+    from the stored widget state, no widget views, no progress bars, no stored state
+    (`mechscope.publish.stored.publish_widgets`). Every static renderer draws this copy:
+    nbconvert, nbviewer, Sphinx + myst-nb, mkdocs-jupyter (``python -m mechscope.publish
+    --notebook NOTEBOOK OUT.ipynb``).
+
+    >>> import nbformat, tempfile
+    >>> from nbformat.v4 import new_code_cell, new_notebook
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> nbformat.write(new_notebook(cells=[new_code_cell("1 + 1")]), folder / "a.ipynb")
+    >>> publish_notebook(folder / "a.ipynb", folder / "out" / "a.ipynb", execute=False).line()
+    '0 snapshot(s) made from stored widget state'
+    """
+    import nbformat
+
+    src, dest = Path(notebook), Path(output)
+    nb = _read(src)
+    if execute:
+        stream = sys.stderr if progress is True else progress or None
+        execute_notebook(nb, src.resolve().parent, timeout=timeout, progress=stream)
+    report = publish_widgets(nb)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, dest)
+    return report
+
+
+def _read(path: Path) -> Any:
+    """The notebook at ``path`` (version 4), or a `MechscopeError` saying what is wrong."""
+    try:
+        import nbformat
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise MechscopeError("publishing needs the lab extras: pip install 'mechscope[lab]'") from exc
+    if not path.is_file():
+        raise MechscopeError(f"notebook not found: {path} (looked in {path.resolve().parent})")
+    try:
+        return nbformat.read(path, as_version=4)
+    except Exception as exc:  # noqa: BLE001 - nbformat raises several unrelated types for bad files
+        raise MechscopeError(f"cannot read notebook {path}: {type(exc).__name__}: {exc}") from None

@@ -4,10 +4,16 @@ Each widget class names its front end once, ``_esm = STATIC / "<name>.js"`` (bui
 ``js/widgets/<name>.ts``); anywidget reads it (and hot-reloads it with ``ANYWIDGET_HMR=1``). A
 missing bundle raises `MechscopeError` when a widget is made, not when mechscope is imported.
 
-The offline snapshot (``text/html``) inlines, as JSON with ``<``, ``>``, ``&``, U+2028 and
-U+2029 escaped: the state (arrays as base64, found from their `ArrayTrait` type), the widget's
-bundle and the snapshot runtime (``static/snapshot.js``, from ``js/snapshot.ts``), which renders
-the widget with a model that needs no kernel.
+Each array travels and is stored once. A live display carries the widget view (its state,
+arrays as binary buffers, goes through the comm) and, as ``text/html``, only a *placeholder*:
+the summary and the model id (``data-mechscope-model``), no data and no script. The offline
+snapshot is made where a page is published, from the widget state stored in the notebook
+(`mechscope.publish.stored`), or from a live widget with `MechscopeWidget.offline_html`.
+
+A snapshot (`snapshot_html`) inlines, as JSON with ``<``, ``>``, ``&``, U+2028 and U+2029
+escaped: the state (arrays as base64, found from their `ArrayTrait` type), the widget's bundle
+and the snapshot runtime (``static/snapshot.js``, from ``js/snapshot.ts``), which renders the
+widget with a model that needs no kernel.
 """
 
 from __future__ import annotations
@@ -81,6 +87,38 @@ def snapshot_script(el_id: str, state_json: str, bundle: str, arrays: list[str])
     )
 
 
+def snapshot_html(bundle: str, state: dict[str, Any], summary: str, arrays: list[str]) -> str | None:
+    """The offline snapshot of a ``bundle`` widget: a ``div`` showing ``summary`` until the
+    inline module renders the widget from ``state`` (JSON-safe; ``arrays``: its keys holding
+    encoded arrays with base64 ``data``). None when the state is over `FALLBACK_MAX_BYTES`.
+
+    >>> page = snapshot_html("heatmap", {"title": "</script>"}, "Heatmap <t>", [])
+    >>> page.startswith('<div id="mechscope-'), "Heatmap &lt;t&gt;" in page, page.count("</script>")
+    (True, True, 1)
+    """
+    state_json = _script_json(state)
+    if len(state_json) > FALLBACK_MAX_BYTES:
+        return None
+    uid = f"mechscope-{uuid.uuid4().hex[:12]}"
+    return (
+        f'<div id="{uid}" class="mechscope-snapshot" data-mechscope-widget="{html.escape(bundle)}">'
+        f'<pre class="mechscope-summary">{html.escape(summary)}</pre></div>\n'
+        + snapshot_script(uid, state_json, bundle, sorted(arrays))
+    )
+
+
+def placeholder_html(bundle: str, model_id: str, summary: str) -> str:
+    """The ``text/html`` of a live display: the summary and which widget model to draw there
+    (a page made by `mechscope.publish` replaces it with the snapshot); no data, no script.
+
+    >>> placeholder_html("heatmap", "abc", "Heatmap <t>")
+    '<div class="mechscope-placeholder" data-mechscope-widget="heatmap" data-mechscope-model="abc"><pre class="mechscope-summary">Heatmap &lt;t&gt;</pre></div>'
+    """
+    return (f'<div class="mechscope-placeholder" data-mechscope-widget="{html.escape(bundle)}" '
+            f'data-mechscope-model="{html.escape(model_id)}">'
+            f'<pre class="mechscope-summary">{html.escape(summary)}</pre></div>')
+
+
 class MechscopeWidget(anywidget.AnyWidget):
     """An anywidget whose front end is the class's ``_esm`` bundle (``STATIC / "<name>.js"``)."""
 
@@ -128,21 +166,19 @@ class MechscopeWidget(anywidget.AnyWidget):
             if isinstance(traits.get(key), ArrayTrait):
                 value = ArrayTrait.snapshot_json(getattr(self, key))
             out[key] = value
-        return out
+        return self.offline_state(out)
+
+    @classmethod
+    def offline_state(cls, state: dict[str, Any]) -> dict[str, Any]:
+        """``state`` as the offline snapshot shows it (a subclass drops what needs a kernel);
+        applied to a live widget's state and to state stored in a notebook alike."""
+        return state
 
     def offline_html(self) -> str | None:
-        """A self-contained HTML snapshot that renders this widget with no kernel and no network."""
-        state_json = _script_json(self.snapshot_state())
-        if len(state_json) > FALLBACK_MAX_BYTES:
-            return None
-        uid = f"mechscope-{uuid.uuid4().hex[:12]}"
-        summary = html.escape(self.summary())
+        """A self-contained HTML snapshot that renders this widget with no kernel and no network
+        (None above `FALLBACK_MAX_BYTES` of state)."""
         arrays = [k for k, trait in self.traits(sync=True).items() if isinstance(trait, ArrayTrait)]
-        return (
-            f'<div id="{uid}" class="mechscope-snapshot" data-mechscope-widget="{self.bundle}">'
-            f'<pre class="mechscope-summary">{summary}</pre></div>\n'
-            + snapshot_script(uid, state_json, self.bundle, sorted(arrays))
-        )
+        return snapshot_html(self.bundle, self.snapshot_state(), self.summary(), arrays)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict, dict] | None:  # type: ignore[override]
         bundle = super()._repr_mimebundle_(**kwargs)
@@ -151,9 +187,7 @@ class MechscopeWidget(anywidget.AnyWidget):
         data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
         data = dict(data)
         data["text/plain"] = self.summary()
-        snapshot = self.offline_html()
-        if snapshot is not None:
-            data["text/html"] = snapshot
+        data["text/html"] = placeholder_html(self.bundle, self.model_id, self.summary())
         return data, metadata
 
     def __repr__(self) -> str:

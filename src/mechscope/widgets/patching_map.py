@@ -473,14 +473,14 @@ class PatchingMap(Requests, MechscopeWidget):
             return f"{shown:.3g} (metric {interval_text(metric, float(lo[flat_index]), float(hi[flat_index]))})"
         return f"{shown:.3g}"
 
-    def snapshot_state(self) -> dict[str, Any]:
-        """As the base class, marked offline: no kernel answers clicks in the HTML snapshot."""
-        state = super().snapshot_state()
+    @classmethod
+    def offline_state(cls, state: dict[str, Any]) -> dict[str, Any]:
+        """Marked offline: no kernel answers clicks in the HTML snapshot."""
         state["live"] = False
         state["offline"] = True
         if state.get("detail", {}).get("cell") != state.get("selected"):
             state["detail"] = {}
-        per = self.per_example
+        per = state.get("per_example")
         if per and int(np.prod(per["shape"])) > SNAPSHOT_PER_EXAMPLE:
             state.update(per_example={}, example_texts=[], example=-1, examples_note=(
                 f"per-example values left out of this snapshot ({int(np.prod(per['shape'])):,} > "

@@ -297,11 +297,11 @@ class SteeringPlayground(Requests, MechscopeWidget):
             lines.append("static: the slider snaps to the precomputed coefficients")
         return "\n".join(lines)
 
-    def snapshot_state(self) -> dict[str, Any]:
+    @classmethod
+    def offline_state(cls, state: dict[str, Any]) -> dict[str, Any]:
         """The offline snapshot: the precomputed results only, no kernel, the slider snaps."""
-        state = super().snapshot_state()
         state["results"] = [r for r in state["results"] if r.get("precomputed")]
-        state["prompt"] = self.sweep_prompt
+        state["prompt"] = state["sweep_prompt"]
         state["status"] = {}
         state["live"] = False
         if state["coefficient"] not in state["coefficients"]:
