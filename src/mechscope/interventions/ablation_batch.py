@@ -85,16 +85,26 @@ class AblationEffect(OverExamples):
                              "change": self.per_example})
 
     def show(self):  # noqa: ANN201 - returns the widget
-        """Heatmap: rows clean / ablated / change, one column per example."""
+        """Heatmap: rows clean / ablated / change, one column per example and a last "mean"
+        column with its bootstrap interval on hover (the change's is ``ci_low`` / ``ci_high``;
+        clean and ablated summarised the same way). A single example's interval is its value."""
         from ..widgets.heatmap import Heatmap
 
-        return Heatmap(np.stack([self.clean_per_example, self.ablated_per_example, self.per_example]),
+        rows = np.stack([self.clean_per_example, self.ablated_per_example, self.per_example])
+        s = summarize(rows[:2].T, level=self.ci_level)
+        mean = np.append(s.mean, np.float32(self.value))[:, None]
+        low = np.append(s.ci_low, np.float32(self.ci_low))[:, None]
+        high = np.append(s.ci_high, np.float32(self.ci_high))[:, None]
+        return Heatmap(np.hstack([rows, mean]),
                        row_labels=["clean", f"{self.method}-ablated", "change"],
-                       col_labels=[f"#{i}" for i in range(self.n)],
+                       col_labels=[f"#{i}" for i in range(self.n)] + ["mean"],
                        title=(f"{self.model_name}: {self.method} ablation of {self.target}, "
                               f"{self.metric_name} change {self.value:.4g} "
                               f"[{self.ci_low:.4g}, {self.ci_high:.4g}] over {self.n} examples"),
-                       value_label=self.metric_name, colorscale="diverging")
+                       value_label=self.metric_name, colorscale="diverging",
+                       ci_low=np.hstack([rows, low]), ci_high=np.hstack([rows, high]),
+                       ci_label=(f"{round(self.ci_level * 100)}% CI, n={self.n} in the mean "
+                                 "column; one example: its value"))
 
     def __repr__(self) -> str:
         return (f"AblationEffect({self.method} {self.target}, {self.metric_name} change "
@@ -254,7 +264,9 @@ class AblationComparison:
         return Heatmap(self.difference, row_labels=list(self.labels), col_labels=list(self.labels),
                        title=(f"{first.model_name}: {first.target}, paired differences of "
                               f"{first.metric_name} change (row - column), n={first.n}"),
-                       value_label="mean difference", colorscale="diverging")
+                       value_label="mean difference", colorscale="diverging",
+                       ci_low=self.difference_low, ci_high=self.difference_high,
+                       ci_label=f"{round(first.ci_level * 100)}% CI, n={first.n}")
 
     def __repr__(self) -> str:
         parts = ", ".join(f"{lab} {e.value:.3g} [{e.ci_low:.3g}, {e.ci_high:.3g}]"

@@ -61,14 +61,22 @@ class SteeringEffect(OverExamples):
         return self.long_frame(coefficient=list(self.coefficients))
 
     def show(self):  # noqa: ANN201 - returns the widget
-        """Heatmap: one row per example, one column per coefficient."""
+        """Heatmap: one row per example and a last "mean" row with its bootstrap interval
+        (``ci_low`` / ``ci_high``) on hover, one column per coefficient. A single example's
+        interval is its value."""
         from ..widgets.heatmap import Heatmap
 
-        return Heatmap(self.per_example, row_labels=[f"#{i}" for i in range(self.n)],
+        per = np.asarray(self.per_example, dtype=np.float32)
+        return Heatmap(np.vstack([per, self.values[None]]),
+                       row_labels=[f"#{i}" for i in range(self.n)] + ["mean"],
                        col_labels=[f"{c:+g}" for c in self.coefficients], value_label=self.metric_name,
                        title=(f"{self.model_name}: steering at L{self.layer}, {self.metric_name} "
                               f"per example ({self.n} of {self.dataset_name!r})"),
-                       colorscale="diverging")
+                       colorscale="diverging",
+                       ci_low=np.vstack([per, self.ci_low[None]]),
+                       ci_high=np.vstack([per, self.ci_high[None]]),
+                       ci_label=(f"{round(self.ci_level * 100)}% CI, n={self.n} in the mean row; "
+                                 "one example: its value"))
 
     def __repr__(self) -> str:
         parts = ", ".join(f"{c:+g}: {v:.3g} [{lo:.3g}, {hi:.3g}]" for c, v, lo, hi in
