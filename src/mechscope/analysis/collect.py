@@ -390,9 +390,9 @@ def _run(model: Model, plan: _Plan, manifest: dict[str, Any], directory: Path | 
 def _progress_bar(progress: Any, total: int, done: int) -> Any:
     if progress is not True:
         return None
-    from tqdm.auto import tqdm
+    from ..progress import progress as progress_bar
 
-    return tqdm(total=total, initial=done, desc="collect", unit="text", leave=False)
+    return progress_bar(total=total, initial=done, desc="collect", unit="text")
 
 
 def _batch(plan: _Plan, start: int, end: int, pad_id: int

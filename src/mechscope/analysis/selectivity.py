@@ -259,12 +259,11 @@ def _ablation_effects(model: Model, layer: int, neurons_: np.ndarray, width: int
                       prompts: list[str], metric: Any, method: str,
                       reference: list[str] | None) -> np.ndarray:
     """Mean (ablated - clean) metric over ``prompts`` for each neuron, one at a time; NaN elsewhere."""
-    from tqdm.auto import tqdm
-
     from ..interventions.ablation import Ablated, ablate, neurons
+    from ..progress import progress as progress_bar
 
     effect = np.full(width, np.nan, dtype=np.float32)
-    for n in tqdm(neurons_.tolist(), desc=f"ablating L{layer} neurons", leave=False):
+    for n in progress_bar(neurons_.tolist(), desc=f"ablating L{layer} neurons", unit="neuron"):
         view = ablate(model, None, neurons(layer, [n]), method=method, reference=reference,
                       metric=metric)
         assert isinstance(view, Ablated)  # no prompt: the reusable ablated view

@@ -391,10 +391,10 @@ def measure(source: Any, *, metrics: UserMetrics = None, steps: Sequence[int] | 
         raise InputError("neuron_layers needs neuron_examples (the labelled texts to score "
                          "neurons on).")
 
-    from tqdm.auto import tqdm
+    from ..progress import progress as progress_bar
 
     total = sum(len(c) for _, _, c in runs)
-    bar = tqdm(total=total, desc="measuring", disable=not progress, unit="ckpt")
+    bar = progress_bar(total=total, desc="measuring", unit="ckpt", enabled=progress)
     ind, prev, beh, sel = [], [], [], []
     try:
         for r, (_, _, ckpts) in enumerate(runs):

@@ -256,9 +256,9 @@ def train(task: InductionTask | None = None, *, seeds: Sequence[int] = (0, 1, 2)
              "warmup": warmup, "weight_decay": weight_decay, "dtype": dtype}
     tokenizer = task_tokenizer(task.vocab_size)
 
-    from tqdm.auto import tqdm
+    from ..progress import progress as progress_bar
 
-    bar = tqdm(total=steps * len(seed_list), desc="training", disable=not progress, unit="step")
+    bar = progress_bar(total=steps * len(seed_list), desc="training", unit="step", enabled=progress)
     old_threads = torch.get_num_threads()
     if num_threads:
         torch.set_num_threads(num_threads)
