@@ -3,8 +3,8 @@
 A tiny project is built in a temp dir by the real ``sphinx-build -b html`` (a subprocess):
 ``tour`` is the executed tour with its widget state stored (`executed_tour`; the project's
 ``nb_execution_mode = "off"``), ``executed`` a notebook myst-nb executes itself (its metadata
-asks for ``"force"``): a Heatmap, a tqdm progress bar and the hostile catalogue's Heatmap
-(`tests.hostile.widgets`). Headless Debian Chromium then opens each page from file:// with
+asks for ``"cache"``; a second build takes it from myst-nb's jupyter-cache): a Heatmap, a tqdm
+progress bar and the hostile catalogue's Heatmap (`tests.hostile.widgets`). Headless Debian Chromium then opens each page from file:// with
 every request that is not file:, data: or blob: aborted and recorded: every widget draws
 (canvas painted), a hover on its canvas shows the hover readout, no request is made, no
 script runs from a label. Screenshot: build/screenshots/sphinx-myst-tour.png.
@@ -43,7 +43,8 @@ PAGES = {"tour": TOUR_WIDGETS, "executed": 2}
 
 
 def executed_notebook() -> nbformat.NotebookNode:
-    """No outputs; myst-nb runs it ("force" in its metadata) in the project's folder."""
+    """No outputs; myst-nb runs it ("cache" in its metadata: executed by the first build,
+    taken from jupyter-cache by the next) in the project's folder."""
     nb = new_notebook(cells=[
         new_markdown_cell("# Executed by myst-nb"),
         new_code_cell(f"import sys\nsys.path.insert(0, {str(REPO)!r})\nimport numpy as np\n"
@@ -53,7 +54,7 @@ def executed_notebook() -> nbformat.NotebookNode:
         new_code_cell("from tests.hostile import widgets\nwidgets()['Heatmap']"),
     ])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata["mystnb"] = {"execution_mode": "force"}
+    nb.metadata["mystnb"] = {"execution_mode": "cache"}
     return nb
 
 
@@ -63,6 +64,26 @@ class Built:
     root: Path  #: the build's folder (jupyter_execute/ holds myst-nb's executed notebooks)
     warnings: list[str]  #: WARNING / ERROR lines of the build
     seconds: float
+
+
+def sphinx_build(root: Path, html: str) -> tuple[Built, str]:
+    """``sphinx-build -b html -E`` of root/src into root/build/HTML (myst-nb keeps its
+    jupyter-cache in root/build/.jupyter_cache): the result and the build's stdout."""
+    src = root / "src"
+    before = {p.name: p.read_bytes() for p in src.iterdir()}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-b", "html", "-E", "-d", str(root / f"doctrees-{html}"),
+         str(src), str(root / "build" / html)],
+        capture_output=True, text=True, timeout=600, cwd=root, env=env)
+    seconds = time.perf_counter() - start
+    assert proc.returncode == 0, f"sphinx-build failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    assert {p.name: p.read_bytes() for p in src.iterdir()} == before, "the sources were modified"
+    # Sphinx's own "WARNING: " lines (the kernel's "[IPKernelApp] WARNING | ..." is not one)
+    warnings = [line for line in proc.stderr.splitlines() if re.search(r"\b(WARNING|ERROR): ", line)]
+    print(f"sphinx-build: {seconds:.1f} s, warnings: {warnings}")
+    return Built(root / "build" / html, root / "build", warnings, seconds), proc.stdout
 
 
 @pytest.fixture(scope="module")
@@ -75,20 +96,20 @@ def built(tmp_path_factory) -> Built:
     (src / "index.md").write_text(INDEX)
     shutil.copy(tour, src / "tour.ipynb")
     nbformat.write(executed_notebook(), src / "executed.ipynb")
-    before = {p.name: p.read_bytes() for p in src.iterdir()}
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE"}
-    start = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "sphinx", "-b", "html", "-E", "-d", str(root / "doctrees"),
-         str(src), str(root / "build" / "html")],
-        capture_output=True, text=True, timeout=600, cwd=root, env=env)
-    seconds = time.perf_counter() - start
-    assert proc.returncode == 0, f"sphinx-build failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
-    assert {p.name: p.read_bytes() for p in src.iterdir()} == before, "the sources were modified"
-    # Sphinx's own "WARNING: " lines (the kernel's "[IPKernelApp] WARNING | ..." is not one)
-    warnings = [line for line in proc.stderr.splitlines() if re.search(r"\b(WARNING|ERROR): ", line)]
-    print(f"sphinx-build: {seconds:.1f} s, warnings: {warnings}")
-    return Built(root / "build" / "html", root / "build", warnings, seconds)
+    result, stdout = sphinx_build(root, "html")
+    assert "Executing notebook using local CWD" in stdout  # myst-nb ran "executed" itself
+    return result
+
+
+def page_checks(html: Path) -> None:
+    """Each page: its snapshots, no placeholder, no widget view or state, no CDN script."""
+    for name, count in PAGES.items():
+        page = (html / f"{name}.html").read_text(encoding="utf-8")
+        assert remote_scripts(page) == [], f"{name}: CDN scripts left: {remote_scripts(page)}"
+        assert "widget-state+json" not in page and "widget-view+json" not in page, name
+        assert page.count('class="mechscope-snapshot"') == count, name
+        assert "mechscope-placeholder" not in page, name
+    assert "it/s]" not in (html / "executed.html").read_text(), "the progress bar was kept"
 
 
 def test_build_stores_state_and_pages_carry_no_cdn_script(built: Built):
@@ -99,13 +120,16 @@ def test_build_stores_state_and_pages_carry_no_cdn_script(built: Built):
     state = executed["metadata"]["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
     assert sum(m["state"].get("_anywidget_id") == "mechscope.widgets.heatmap.Heatmap"
                for m in state.values()) == 2
-    for name, count in PAGES.items():
-        page = (built.html / f"{name}.html").read_text(encoding="utf-8")
-        assert remote_scripts(page) == [], f"{name}: CDN scripts left: {remote_scripts(page)}"
-        assert "widget-state+json" not in page and "widget-view+json" not in page, name
-        assert page.count('class="mechscope-snapshot"') == count, name
-        assert "mechscope-placeholder" not in page, name
-    assert "it/s]" not in (built.html / "executed.html").read_text(), "the progress bar was kept"
+    page_checks(built.html)
+
+
+def test_a_rebuild_from_myst_nbs_cache_draws_the_same(built: Built):
+    """"cache" mode: the second build takes the executed notebook from jupyter-cache, which
+    keeps the widget state (its ``merge_match_into_notebook`` copies ``widgets`` metadata)."""
+    again, stdout = sphinx_build(built.root.parent, "html-again")
+    assert "Using cached notebook" in stdout and "Executing notebook" not in stdout
+    assert again.warnings == [], again.warnings
+    page_checks(again.html)
 
 
 @pytest.mark.parametrize("name", list(PAGES))
