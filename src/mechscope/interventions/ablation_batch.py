@@ -184,16 +184,15 @@ def _batch_metric(model: Model, spec: Any, method: str, texts: Sequence[str], me
 def ablate_dataset(model: Model, data: Any, spec: Any, method: str, reference: list[str],
                    metric: BoundMetric | None, seed: int, *, progress: bool = True) -> AblationEffect:
     """`ablate` over every text of ``data`` (see the module docstring)."""
-    from tqdm.auto import tqdm
-
+    from ..progress import progress as progress_bar
     from .ablation import _mean_activation
 
     texts, bound, name = dataset_texts(model, data, metric)
     mean = _mean_activation(model, spec, reference) if method == "mean" else None
     clean = np.empty(len(texts), dtype=np.float32)
     ablated = np.empty(len(texts), dtype=np.float32)
-    for start in tqdm(range(0, len(texts), BATCH_SIZE), desc=f"{method}-ablating {spec.desc}",
-                      disable=not progress, leave=False):
+    for start in progress_bar(range(0, len(texts), BATCH_SIZE), desc=f"{method}-ablating {spec.desc}",
+                              enabled=progress):
         rows = torch.arange(start, min(start + BATCH_SIZE, len(texts)))
         c, a = _batch_metric(model, spec, method, texts[start:start + BATCH_SIZE], bound, rows,
                              mean, reference, seed)

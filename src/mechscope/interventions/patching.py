@@ -96,7 +96,7 @@ def _subgroups(plan: Plan, per_copy: int, budget_mb: float) -> Iterator[PatchGro
 def _exact(model: Model, plan: Plan, site: str, layers: list[int], metric: BoundMetric,
            budget_mb: float, progress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """(per-example values (N, layers, columns), clean (N,), corrupt (N,), forward passes)."""
-    from tqdm.auto import tqdm
+    from ..progress import progress as progress_bar
 
     n_cols = len(plan.columns)
     values = np.empty((plan.n_examples, len(layers), n_cols), dtype=np.float32)
@@ -105,8 +105,8 @@ def _exact(model: Model, plan: Plan, site: str, layers: list[int], metric: Bound
     row_of = {layer: i for i, layer in enumerate(layers)}
     element = next(model.hf.parameters()).element_size()
     passes = 0
-    bar = tqdm(total=plan.n_examples * len(layers) * n_cols, desc=f"patching {site}", unit="copy",
-               disable=not progress, leave=False)
+    bar = progress_bar(total=plan.n_examples * len(layers) * n_cols, desc=f"patching {site}", unit="copy",
+                       enabled=progress)
     try:
         longest = max(int(g.corrupt.shape[1]) for g in plan.groups)
         per_copy = bytes_per_copy(longest, model.d_model, model.d_mlp, model.n_heads,
