@@ -150,7 +150,9 @@ def _open(built: Built, theme: str, name: str) -> OfflinePage:
 
 def test_the_build_publishes_each_notebook_and_never_touches_a_source(built: Built):
     for log in built.logs.values():
-        assert "mechscope: tour.ipynb: 4 snapshot(s) made from stored widget state; 1 progress bar" in log
+        # the tour's bars are mechscope.progress bars: they end as a text line, nothing to drop
+        assert re.search(r"mechscope: tour\.ipynb: 4 snapshot\(s\) made from stored widget state$", log,
+                         flags=re.M), log
         assert "mechscope: small.ipynb: 2 snapshot(s) made from stored widget state; 1 progress bar" in log
         assert not re.search(r"^WARNING\s+-", log, flags=re.M), log  # mkdocs' own warnings (also --strict)
         # mkdocs-jupyter converts (or takes from its own cache) the copies, never re-running one
