@@ -3,7 +3,8 @@
 The kernel is the venv's ``python3`` started in the notebook's folder; it inherits the offline
 settings of tests/conftest.py (HF_HUB_OFFLINE, OMP_WAIT_POLICY). The first ``mechscope.load()``
 of a machine converts the GGUF cache (~20 s), later ones take ~2 s. A failing cell is reported
-with its index, source and traceback; each widget output must carry its offline snapshot.
+with its index, source and traceback; each widget output must carry a placeholder naming its
+model, and the published copy (`publish_widgets`) a snapshot for each.
 
 Key results are asserted by the notebooks themselves: each tutorial ends with a "Checks" cell of
 plain asserts about the numbers its prose states, so a claim that stops holding fails here as
@@ -12,12 +13,15 @@ that cell's error. (``--durations`` shows each notebook's run time.)
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
+
+from mechscope.publish import publish_widgets
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -56,15 +60,22 @@ def test_notebook_executes(path: Path):
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert code and all(c.get("execution_count") for c in code), \
         f"{path.name}: some code cells did not run"
-    # Every anywidget view (mechscope's widgets) carries the offline snapshot and a text/plain
-    # summary: what `python -m mechscope.publish` and untrusted viewers show.
+    # Every anywidget view (mechscope's widgets) carries a placeholder naming its model and a
+    # text/plain summary (what untrusted viewers show), and the published copy
+    # (`mechscope.publish.publish_widgets`) gives each one its offline snapshot from the state.
     state = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+    mechscope_outputs = 0
     for index, cell in enumerate(nb.cells):
         for output in cell.get("outputs", []):
             data = output.get("data", {})
-            model = state.get(data.get(WIDGET_VIEW, {}).get("model_id"), {})
+            model_id = data.get(WIDGET_VIEW, {}).get("model_id")
+            model = state.get(model_id, {})
             if model.get("model_module") == "anywidget":
+                mechscope_outputs += 1
                 where = f"{path.name}: cell {index}: {data.get('text/plain', '')[:80]!r}"
-                assert "data-mechscope-widget" in data.get("text/html", ""), \
-                    f"{where}: widget output has no offline text/html snapshot"
+                assert f'data-mechscope-model="{model_id}"' in data.get("text/html", ""), \
+                    f"{where}: widget output has no placeholder naming its model"
+                assert "<script" not in data.get("text/html", ""), f"{where}: data carried twice"
                 assert data.get("text/plain", "").strip(), f"{where}: no text/plain summary"
+    report = publish_widgets(copy.deepcopy(nb))
+    assert (report.snapshots, report.missing_state) == (mechscope_outputs, 0), f"{path.name}: {report}"
