@@ -6,7 +6,7 @@ import { formatValue } from "../lib/colors";
 import { h } from "../lib/dom";
 import { sizeCanvas, Tooltip } from "../lib/grid";
 import { onChange, viewWidget, type AnyModel } from "../lib/model";
-import { visibleToken } from "../lib/tokens";
+import { alphaPaint, peakAbs, tokenCss, tokenSpan, type TokenPaint } from "../lib/tokentext";
 
 type Maybe = EncodedArray | Record<string, never>;
 
@@ -75,13 +75,10 @@ const CSS = `
 .ms-sel .ms-sel-num { font-family: var(--jp-code-font-family, monospace); font-size: 11px; }
 .ms-sel .ms-sel-ex { margin: 4px 0 8px 0; line-height: 1.7; }
 .ms-sel .ms-badge { display: inline-block; font-size: 10px; padding: 0 5px; border-radius: 8px; color: #fff; margin-right: 6px; white-space: pre; }
-.ms-sel .ms-tok { white-space: pre-wrap; font-family: var(--jp-code-font-family, monospace); font-size: 12px;
-  border-radius: 2px; padding: 1px 0; }
-.ms-sel .ms-tok-nan { background: repeating-linear-gradient(45deg, rgba(128,128,128,0.6) 0 3px, transparent 3px 6px); }
 .ms-sel .ms-legend { display: flex; flex-wrap: wrap; gap: 4px 10px; font-size: 10px; color: var(--jp-ui-font-color2, #555); }
 .ms-sel .ms-legend span { white-space: pre; }
 .ms-sel .ms-legend i { display: inline-block; width: 8px; height: 8px; border-radius: 4px; margin-right: 3px; }
-`;
+${tokenCss(".ms-sel")}`;
 
 function classColor(c: number): string {
   return c >= 0 ? PALETTE[c % PALETTE.length] : NAN_COLOR;
@@ -665,19 +662,16 @@ class NeuronDetail {
   private examples(j: number): void {
     const { d } = this;
     const { E, W } = d;
-    let peak = 0;
-    for (let k = 0; k < E * W; k++) {
-      const a = d.exActs[j * E * W + k];
-      if (Number.isFinite(a) && d.exTokens[j * E * W + k] >= 0) peak = Math.max(peak, Math.abs(a));
-    }
-    if (peak === 0) peak = 1;
+    const base = j * E * W;
+    const acts = d.exActs.subarray(base, base + E * W);
+    const paint = alphaPaint(peakAbs(acts, (k) => d.exTokens[base + k] >= 0));
     for (let e = 0; e < E; e++) {
       const c = d.exClass[j * E + e];
-      if (c >= 0) this.el.append(this.example(j * E + e, c, peak));
+      if (c >= 0) this.el.append(this.example(j * E + e, c, paint));
     }
   }
 
-  private example(row: number, c: number, peak: number): HTMLElement {
+  private example(row: number, c: number, paint: TokenPaint): HTMLElement {
     const { d } = this;
     const vocab = d.model.get("ex_vocab");
     const out = h("div", "ms-sel-ex");
@@ -692,16 +686,9 @@ class NeuronDetail {
       const ti = d.exTokens[k];
       if (ti < 0) break;
       const a = d.exActs[k];
-      const span = h("span", "ms-tok", visibleToken(vocab[ti] ?? ""));
-      if (Number.isFinite(a)) {
-        const alpha = Math.min(1, Math.abs(a) / peak) * 0.85;
-        span.style.background = a >= 0 ? `rgba(245,133,24,${alpha.toFixed(3)})` : `rgba(76,120,168,${alpha.toFixed(3)})`;
-        rowPeak = Math.max(rowPeak, a);
-      } else {
-        span.classList.add("ms-tok-nan");
-      }
+      const span = tokenSpan(vocab[ti] ?? "", a, paint);
+      if (Number.isFinite(a)) rowPeak = Math.max(rowPeak, a);
       span.title = `activation ${formatValue(a)}`;
-      span.dataset.act = String(a);
       out.append(span);
       shown++;
     }
