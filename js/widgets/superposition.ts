@@ -69,6 +69,7 @@ class SupView {
   private readonly phaseCols = h("div", "ms-collabels");
   private readonly gramBar = h("div", "ms-colorbar");
   private readonly phaseBar = h("div", "ms-colorbar");
+  private readonly supBar = h("div", "ms-colorbar");
   private readonly tip = new Tooltip(this.root);
   private S = 0;
   private K = 0;
@@ -96,7 +97,7 @@ class SupView {
     const panels = h("div", "ms-sup-panels");
     panels.append(
       this.panel("W\u1d40W of the selected model", this.gramRows, this.gram, this.gramBar),
-      this.panel("\u2016W\u1d62\u2016 per feature, colour = superposition", this.barRows, this.bars),
+      this.panel("\u2016W\u1d62\u2016 per feature (line: 1), colour = superposition", this.barRows, this.bars, this.supBar),
       this.panel("dimensionality (mean over seeds) vs sparsity; click a column", this.phaseRows, phaseInner, this.phaseBar),
     );
     this.root.append(head, panels, h("div", "ms-note", "hover any cell or bar for its values"), this.tip.el);
@@ -186,13 +187,15 @@ class SupView {
     const ctx = sizeCanvas(this.bars, BAR_W, n * cell);
     ctx.clearRect(0, 0, BAR_W, n * cell);
     for (let f = 0; f < n; f++) {
-      const rgb: RGB = cellColour(Math.min(1, sup[base + f]), table, { lo: 0, hi: 1.25 }) ?? [128, 128, 128];
+      const rgb: RGB = cellColour(Math.min(1, sup[base + f]), table, { lo: 0, hi: 1 }) ?? [128, 128, 128];
       const w = Math.max(1, Math.min(BAR_W, (norms[base + f] / BAR_MAX) * BAR_W));
       ctx.fillStyle = `rgb(${rgb[0]},${rgb[1]},${rgb[2]})`;
       ctx.fillRect(0, f * cell + 1, w, Math.max(1, cell - 2));
     }
     ctx.fillStyle = "rgba(128,128,128,0.7)";
     ctx.fillRect(BAR_W / BAR_MAX, 0, 1, n * cell); // norm 1
+    this.supBar.replaceChildren(h("div", undefined, "\u2265 1"), colorBarCanvas(table, n * cell),
+      h("div", undefined, "0"), h("div", undefined, "superposition"));
     this.bars.setAttribute("aria-label", `norm of each of ${n} features`);
   }
 
