@@ -4,7 +4,7 @@
 // src/mechscope/widgets/token_text.py (texts flattened with offsets: one binary values array).
 import { decode, decodeFloat, decodeOptional, type EncodedArray, type NumericArray } from "../lib/codec";
 import { formatValue } from "../lib/colors";
-import { choiceSelect, h } from "../lib/dom";
+import { choiceSelect, h, ownKeys } from "../lib/dom";
 import { Tooltip } from "../lib/grid";
 import { onChange, viewWidget, type AnyModel } from "../lib/model";
 import { autoScale, hoverTokens, paintToken, scaleBar, scalePaint, tokenCss, tokenSpan, type TokenScale } from "../lib/tokentext";
@@ -43,6 +43,8 @@ const CSS = `
 .ms-tt .ms-tt-score { font-family: var(--jp-code-font-family, monospace); font-size: 10px; margin-right: 6px;
   color: var(--jp-ui-font-color2, #555); }
 .ms-tt .ms-tok { cursor: default; }
+.ms-tt .ms-tt-texts:focus-visible { outline: 2px solid var(--jp-brand-color1, #1976d2); }
+.ms-tt .ms-tok-cursor { outline: 2px solid var(--jp-brand-color1, #1976d2); outline-offset: -1px; }
 ${tokenCss(".ms-tt")}`;
 
 class TokenTextView {
@@ -59,13 +61,21 @@ class TokenTextView {
   private values: Float32Array = new Float32Array(0);
   private T = 0;
   private spans: HTMLElement[] = [];
+  private cursor = -1; // flattened index of the keyboard cursor's token, -1 for none
+  private shown: { span: HTMLElement; x: number; y: number } | null = null; // what the readout shows
 
   constructor(private readonly model: TTModel, el: HTMLElement) {
     const head = h("div", "ms-tt-head");
     head.append(this.menuBox, this.bar);
     this.readout.setAttribute("aria-live", "polite");
     this.root.append(this.title, head, this.readout, this.texts, this.tip.el);
-    hoverTokens(this.texts, (span, ev) => this.hover(span, ev), () => this.unhover());
+    hoverTokens(this.texts, (span, ev) => this.show(span, ev.clientX, ev.clientY), () => this.tip.hide());
+    this.texts.tabIndex = 0;
+    this.texts.setAttribute("role", "group");
+    this.texts.setAttribute("aria-label", "tokens: arrow keys move between tokens (up / down between texts)");
+    this.texts.addEventListener("keydown", (ev) => this.onKey(ev));
+    this.texts.addEventListener("blur", () => this.tip.hide());
+    ownKeys(this.texts);
     el.replaceChildren(this.root);
   }
 
@@ -127,6 +137,7 @@ class TokenTextView {
     if (this.select) this.select.value = String(r);
     this.drawBar(scale);
     this.root.dataset.row = String(r);
+    if (this.shown) this.show(this.shown.span, this.shown.x, this.shown.y, this.tip.el.style.display === "block"); // the readout follows the row
   }
 
   private drawBar(scale: TokenScale): void {
@@ -149,16 +160,43 @@ class TokenTextView {
       h("span", "ms-tt-row", this.model.get("rows")[r] ?? "value"), ` = ${formatValue(this.values[r * this.T + k])}`];
   }
 
-  private hover(span: HTMLElement, ev: MouseEvent): void {
+  /** The readout (and the tooltip at the client point x, y) for a token span. */
+  private show(span: HTMLElement, x: number, y: number, tooltip = true): void {
     const r = this.rowIndex();
     const [where, tok, close, row, value] = this.describe(span, r);
+    this.shown = { span, x, y };
     this.readout.replaceChildren(where, tok, `${close} · `, row, value);
-    this.tip.show(`${where}${tok.textContent}${close}\n${row.textContent}${value}`, ev.clientX, ev.clientY);
+    if (!tooltip) return;
+    this.tip.show(`${where}${tok.textContent}${close}\n${row.textContent}${value}`, x, y);
     this.tip.el.replaceChildren(where, tok.cloneNode(true), `${close}\n`, row.cloneNode(true), value);
   }
 
-  private unhover(): void {
-    this.tip.hide();
+  /** Arrow keys: left / right the previous / next token, up / down the same position in the
+   * previous / next text (clamped to its length). */
+  private onKey(ev: KeyboardEvent): void {
+    const n = this.offsets.length - 1;
+    if (!this.spans.length || !["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown"].includes(ev.key)) return;
+    ev.preventDefault();
+    let k = this.cursor;
+    if (k < 0) k = 0;
+    else if (ev.key === "ArrowRight") k = Math.min(this.spans.length - 1, k + 1);
+    else if (ev.key === "ArrowLeft") k = Math.max(0, k - 1);
+    else {
+      let i = Number(this.spans[k].dataset.text) + (ev.key === "ArrowDown" ? 1 : -1);
+      while (i >= 0 && i < n && this.offsets[i + 1] === this.offsets[i]) i += ev.key === "ArrowDown" ? 1 : -1;
+      if (i >= 0 && i < n) k = Math.min(this.offsets[i + 1] - 1, this.offsets[i] + Number(this.spans[k].dataset.pos));
+    }
+    this.moveCursor(k);
+  }
+
+  private moveCursor(k: number): void {
+    if (this.cursor >= 0) this.spans[this.cursor]?.classList.remove("ms-tok-cursor");
+    this.cursor = k;
+    const span = this.spans[k];
+    span.classList.add("ms-tok-cursor");
+    if (typeof span.scrollIntoView === "function") span.scrollIntoView({ block: "nearest", inline: "nearest" });
+    const rect = span.getBoundingClientRect();
+    this.show(span, rect.left, rect.bottom);
   }
 
   draw(): void {
@@ -171,6 +209,9 @@ class TokenTextView {
     this.T = v.shape[1] ?? 0;
     this.buildMenu();
     this.buildTexts();
+    this.cursor = -1;
+    this.shown = null;
+    this.readout.replaceChildren();
     this.paint();
   }
 }

@@ -114,6 +114,21 @@ def test_tokens_coloured_switched_and_hovered(open_page):
     pg.page.locator(".ms-tt .ms-tok").nth(1).hover()
     assert pg.page.locator(".ms-tt-readout").inner_text() == "text 0 · position 1 · \" cat\" · loss = 3.000"
     pg.screenshot("token_text_loss")
+
+    # keyboard: the first arrow puts the cursor on the first token, then right / down / up move it
+    readout = pg.page.locator(".ms-tt-readout")
+    pg.page.focus(".ms-tt-texts")
+    pg.page.keyboard.press("ArrowRight")
+    assert readout.inner_text() == "text 0 · position 0 · \"The\" · loss = 1.000"
+    pg.page.keyboard.press("ArrowRight")
+    pg.page.keyboard.press("ArrowRight")
+    pg.page.keyboard.press("ArrowDown")  # text 1, position 2
+    assert readout.inner_text() == f"text 1 · position 2 · \"{HOSTILE}\" · loss = 1.500"
+    assert pg.page.locator(".ms-tok-cursor").get_attribute("data-k") == "5"
+    pg.page.keyboard.press("ArrowUp")
+    assert readout.inner_text() == "text 0 · position 2 · \" sat\" · loss = 5.000"
+    pg.page.select_option(".ms-tt select", "0")  # the readout follows the row
+    assert readout.inner_text() == "text 0 · position 2 · \" sat\" · neuron 14:377 = 0.000"
     assert_clean(pg)
 
 
@@ -146,5 +161,6 @@ def test_hostile_tokens_stay_literal_text(open_page):
         CATALOGUE[11], CATALOGUE[2]]
     pg.page.select_option(".ms-tt select", "1")
     assert pg.page.locator("canvas.ms-scalebar").get_attribute("data-kind") == "diverging"
+    assert pg.page.locator(".ms-tt-readout .ms-tt-row").inner_text() == CATALOGUE[9]  # follows the row
     pg.screenshot("token_text_hostile_dark")
     assert_clean(pg, "img, svg, iframe, object, embed, .ms-tt script, .ms-tt a")

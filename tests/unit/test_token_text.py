@@ -111,6 +111,11 @@ def test_input_errors_say_what_and_which_text(tokens, values, kwargs, message):
     assert message in str(err.value)
 
 
+def test_too_many_tokens_is_refused():
+    with pytest.raises(InputError, match="100001 tokens in all; TokenText shows at most 100000: pass fewer texts."):
+        TokenText([["a"] * 50_000, ["b"] * 50_001], [np.zeros(50_000), np.zeros(50_001)])
+
+
 def test_row_is_validated():
     w = TokenText([["a"]], {"x": [[1.0]], "y": [[2.0]]})
     w.row = 1
