@@ -165,3 +165,15 @@ def test_implementation_restored_after_an_exception(tiny):
     assert tiny.hf.config._attn_implementation == impl
     assert model_fingerprint(tiny) == before
     np.testing.assert_allclose(attention(tiny, TEXT).patterns, hf_patterns(tiny, TEXT), atol=1e-5)
+
+
+def test_remote_local_equals_local():
+    import mechscope
+
+    hf = mechscope.models.tiny.tiny_hf_model("llama")
+    tok = mechscope.models.tiny.tiny_tokenizer()
+    sim = mechscope.load(hf, tokenizer=tok, remote="local")
+    plain = mechscope.load(hf, tokenizer=tok)
+    a, b = attention(sim, TEXT), attention(plain, TEXT)
+    np.testing.assert_allclose(a.patterns, b.patterns, atol=1e-6)
+    np.testing.assert_allclose(a.scores, b.scores, atol=1e-6, equal_nan=True)
