@@ -277,3 +277,32 @@ def test_project_out_checks(tiny_llama):
         project_out(tiny_llama, res, 1, sentiment(20, seed=1))
     with pytest.raises(InputError, match="needs the ProbeResult"):
         project_out(tiny_llama, np.ones(64), 1, data)
+
+
+def test_project_out_with_an_explicit_direction(tiny_llama):
+    data = sentiment(16, seed=1)
+    res = probe(tiny_llama, data, layers=[0, 1])
+    same = project_out(tiny_llama, res, 0, data, direction=res.direction(0))
+    default = project_out(tiny_llama, res, 0, data)
+    assert same.probe_after.tolist() == default.probe_after.tolist()
+    with pytest.raises(InputError, match=r"non-zero \(d_model,\) = \(64,\) vector"):
+        project_out(tiny_llama, res, 0, data, direction=np.zeros(3))
+    mean_probe = probe(tiny_llama, data, layers=[0], position="mean")
+    assert mean_probe.position == "mean"
+    with pytest.raises(InputError, match="needs a last-token probe"):
+        project_out(tiny_llama, mean_probe, 0, data)
+
+
+def test_show_keeps_hostile_class_names_as_text(tiny_llama):
+    from tests.hostile import CATALOGUE
+
+    data = {CATALOGUE[0]: ["The cat sat", "A dog ran", "The owl", "A fox"],
+            CATALOGUE[2]: ["x = 1", "def f(): pass", "import os", "y = 2"]}
+    res = probe(tiny_llama, data, layers=[0])
+    w = res.show()
+    assert CATALOGUE[0] in w.title and CATALOGUE[2] in w.title
+    html = w.offline_html()
+    assert html is not None
+    for s in (CATALOGUE[0], CATALOGUE[2]):
+        assert s not in html, s
+    assert html.count("</script>") == 1 and "<img" not in html

@@ -177,7 +177,8 @@ class ProbeResult:
     (layers, classes) act on raw activations (`predict`); ``directions`` (layers, width) float32
     are unit vectors towards ``classes[-1]`` (its weights minus the mean over classes).
     ``correct`` (n_test, layers) is 1 where a test text was classified right; ``test_index``
-    says which texts were held out.
+    says which texts were held out; ``position`` which token was read ("last", "mean", an int,
+    or a store's reduction).
 
     >>> import mechscope
     >>> from mechscope.datasets.labelled import labelled_texts
@@ -207,6 +208,7 @@ class ProbeResult:
     n_test: int
     control_unit: str
     model_name: str
+    position: str | int = "last"
 
     def _row(self, layer: int) -> int:
         if layer not in self.layers:
@@ -307,7 +309,8 @@ def probe(source: Model | ActivationStore, dataset: Any, *, labels: Any = None, 
                        control_ci_high=con.ci_high, selectivity=(acc.mean - con.mean).astype(np.float32),
                        directions=dirs.astype(np.float32), weights=w_all, bias=np.stack(biases),
                        correct=np.stack(correct, 1), test_index=test, n_train=len(train), n_test=len(test),
-                       control_unit=data.control_unit, model_name=name)
+                       control_unit=data.control_unit, model_name=name,
+                       position=position if not isinstance(source, ActivationStore) else source.reduce)
 
 
 @dataclass(frozen=True)
@@ -395,15 +398,29 @@ def projected_run(model: Model, texts: list[str], direction: np.ndarray | None, 
     return {lay: np.concatenate(v) for lay, v in rows.items()}, np.concatenate(diffs) if diffs else None
 
 
+def _direction(model: Model, direction: Any) -> np.ndarray:
+    vec = getattr(direction, "vector", direction)
+    try:
+        out = np.asarray(vec, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"direction must be a SteeringVector or a (d_model,) array, got {direction!r}.") from None
+    if out.shape != (model.d_model,) or not np.isfinite(out).all() or not np.linalg.norm(out) > 0:
+        raise InputError(f"direction must be a finite, non-zero (d_model,) = ({model.d_model},) vector, got shape "
+                         f"{out.shape}.")
+    return out
+
+
 def project_out(model: Model, result: ProbeResult, layer: int, dataset: Any, *, labels: Any = None,
-                seed: int = 0, batch_size: int = 16, progress: Callable[[int, int], Any] | None = None) -> AmnesicResult:
+                direction: Any = None, seed: int = 0, batch_size: int = 16, progress: Callable[[int, int], Any] | None = None) -> AmnesicResult:
     """Amnesic probing: project ``result.direction(layer)`` out of the residual after block
     ``layer`` (every token, through `projected_run`) on ``result``'s held-out texts of
     ``dataset`` (the one it was trained on; last-token probes only) and measure the probes at
     that layer and after, and the task (answer vs wrong) if ``dataset`` is a `PromptPairs`;
     a random unit direction (``seed``) is projected out as the control. The task is NaN when
     the answers are not single tokens for the model (e.g. the tiny models). The model is not
-    changed (each trace edits only its own run). Returns an `AmnesicResult`.
+    changed (each trace edits only its own run). ``direction``: project this one out instead
+    (a `SteeringVector` or a (d_model,) array, e.g. a difference of means), still measured with
+    ``result``'s probes. Returns an `AmnesicResult`.
 
     >>> import mechscope
     >>> from mechscope.datasets.generators import sentiment
@@ -418,9 +435,10 @@ def project_out(model: Model, result: ProbeResult, layer: int, dataset: Any, *, 
         raise InputError(f"project_out needs the ProbeResult of probe(...), got {type(result).__name__}.")
     layer = model.check_layer(layer)
     row = result._row(layer)
-    if result.site != "resid" or result.model_name != model.name:
-        raise InputError(f"project_out needs a probe of site 'resid' on {model.name}, got {result.site!r} "
-                         f"on {result.model_name}.")
+    if result.site != "resid" or result.model_name != model.name or result.position != "last":
+        raise InputError(f"project_out needs a last-token probe of site 'resid' on {model.name}, got "
+                         f"{result.site!r} at position {result.position!r} on {result.model_name}.")
+    chosen = result.directions[row].astype(np.float64) if direction is None else _direction(model, direction)
     data = labelled(dataset, labels, None, "project_out")
     if len(data.texts) != result.n_train + result.n_test:
         raise InputError(f"project_out: the dataset has {len(data.texts)} texts but the probe was trained on "
@@ -437,8 +455,8 @@ def project_out(model: Model, result: ProbeResult, layer: int, dataset: Any, *, 
             answers = None  # answers that are not single tokens for this model: no task measure
     rand = np.random.default_rng(seed).standard_normal(model.d_model)
     out = []
-    for direction in (None, result.directions[row].astype(np.float64), rand):
-        rows, diff = projected_run(model, texts, direction, layer, later, answers, batch_size, progress)
+    for edit in (None, chosen, rand):
+        rows, diff = projected_run(model, texts, edit, layer, later, answers, batch_size, progress)
         acc = np.array([np.mean(predict(rows[lay], result.weights[result.layers.index(lay)],
                                         result.bias[result.layers.index(lay)]) == y) for lay in later])
         out.append((acc, float("nan") if diff is None else float(np.mean(diff > 0))))
