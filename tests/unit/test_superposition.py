@@ -7,9 +7,15 @@ What these settings show (3 seeds; benchmarks/superposition.py runs the full swe
   norm < 0.4; at S=0.99 every seed has >= 10 features at norm ~1 with mean D ~0.4.
 - antipodal pair (n=2, m=1, uniform importance): at S=0.9 and 0.99 seeds 0 and 2 give
   W_1 = -W_2 (D = 1/2 each); seed 1 stays in a local minimum (W_2 ~ +0.45, D 0.82 / 0.18) with
-  a higher loss. The test asserts what is seen, not that every seed finds the pair.
+  a higher loss. Over 20 seeds (3,000 steps) only 35% / 50% / 45% find the pair at
+  S = 0.5 / 0.9 / 0.99: the rest keep both weights positive. The test asserts what is seen
+  (>= 2 of seeds 0..2, any other stuck and worse), not that every seed finds the pair.
 - pentagon (n=5, m=2, uniform importance): at S=0.9 all three seeds give five features at
-  norm ~1.1, D = 0.40 each, 72 degrees apart; at S=0.7 it is still two antipodal pairs.
+  norm ~1.1, D = 0.40 each, 72 degrees apart; at S=0.7 it is still two antipodal pairs. Over
+  20 seeds (3,000 steps) the pentagon appears in 0% / 15% / 35% / 70% at S = 0.7 / 0.75 / 0.8
+  / 0.9: seeds 0..2 are among the ones that find it.
+- n=20 over 10 seeds (3,000 steps): S=0: 5 features in 9 of 10 seeds (one keeps a 6th);
+  S=0.3: 5 in all; S=0.5: 6 in 7 of 10; S=0.6: 6..8; S=0.7: 6..8.
 """
 
 from __future__ import annotations
@@ -150,14 +156,17 @@ def test_antipodal_pair_at_high_sparsity():
 def test_pentagon_at_intermediate_sparsity():
     res = superposition(n_features=5, n_hidden=2, importance_decay=1.0, sparsities=(0.7, 0.9),
                         steps=3000, batch=256, progress_bar=False)
-    norms, dim = res.norms[1], res.dimensionality[1]
-    assert ((norms > 0.9) & (norms < 1.25)).all()
-    np.testing.assert_allclose(dim, 0.4, atol=0.02)
-    for k in range(3):
+    pentagon = (np.abs(res.dimensionality - 0.4) < 0.02).all(axis=-1)          # (S, seeds)
+    assert pentagon[1].sum() >= 2   # here all three; over 20 seeds 70% (module docstring)
+    for k in np.flatnonzero(pentagon[1]):
+        assert ((res.norms[1, k] > 0.9) & (res.norms[1, k] < 1.25)).all()
         angles = np.sort(np.arctan2(res.W[1, k, 1], res.W[1, k, 0]))
         gaps = np.diff(np.concatenate([angles, angles[:1] + 2 * np.pi]))
         np.testing.assert_allclose(np.degrees(gaps), 72, atol=4)
-    # at S=0.7 it is not yet a pentagon: the seeds 0 and 1 make two antipodal pairs
-    for k in (0, 1):
-        d = np.sort(res.dimensionality[0, k])
-        assert d[0] < 0.05 and np.allclose(d[1:], 0.5, atol=0.03)
+    for k in np.flatnonzero(~pentagon[1]):                                       # stuck: worse
+        assert res.loss[1, k] > res.loss[1, pentagon[1]].max()
+    # at S=0.7 it is not yet a pentagon: two antipodal pairs and a dropped feature
+    assert not pentagon[0].any()
+    pairs = [k for k in range(3) if np.sort(res.dimensionality[0, k])[0] < 0.05
+             and np.allclose(np.sort(res.dimensionality[0, k])[1:], 0.5, atol=0.03)]
+    assert len(pairs) >= 2   # here seeds 0 and 1
