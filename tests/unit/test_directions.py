@@ -84,3 +84,14 @@ def test_analogy_matches_numpy(tiny):
 def test_analogy_needs_single_tokens(tiny_llama):
     with pytest.raises(InputError, match="not one"):
         analogy(tiny_llama, "hippopotamus", "a", "b")
+
+
+def test_analogy_can_keep_the_inputs(tiny_llama):
+    an = analogy(tiny_llama, "a", "b", "c", top_k=4, exclude_inputs=False)
+    emb = tiny_llama.hf_module_at(tiny_llama.adapter.embed_path).weight.detach().double().numpy()
+    ids = [tiny_llama.to_single_token(w) for w in "abc"]
+    q = emb[ids[0]] - emb[ids[1]] + emb[ids[2]]
+    cos = emb @ q / (np.linalg.norm(emb, axis=1) * np.linalg.norm(q))
+    assert list(an.ids) == np.argsort(-cos, kind="stable")[:4].tolist()
+    with pytest.raises(InputError, match="exclude_inputs must be True or False"):
+        analogy(tiny_llama, "a", "b", "c", exclude_inputs=1)

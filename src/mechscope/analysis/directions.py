@@ -226,8 +226,8 @@ class Analogy:
     """Nearest tokens to ``a - b + c`` in the input embedding matrix.
 
     ``tokens`` / ``ids`` / ``cosines`` (top_k each): the nearest tokens by cosine similarity,
-    best first, leaving out the three input tokens (as is usual: ``a`` itself is often the
-    nearest). ``answer_rank``: 1-based rank of ``answer`` among all other tokens (None without
+    best first, leaving out the three input tokens by default (as is usual: ``a`` itself is
+    often the nearest). ``answer_rank``: 1-based rank of ``answer`` among all other tokens (None without
     an answer); ``answer_cosine`` its cosine.
 
     >>> import mechscope
@@ -255,12 +255,14 @@ class Analogy:
                              "id": list(self.ids), "cosine": self.cosines})
 
 
-def analogy(model: Model, a: str, b: str, c: str, *, answer: str | None = None, top_k: int = 10) -> Analogy:
+def analogy(model: Model, a: str, b: str, c: str, *, answer: str | None = None, top_k: int = 10,
+            exclude_inputs: bool = True) -> Analogy:
     """Word arithmetic ``E[a] - E[b] + E[c]`` on ``model``'s input embedding matrix (vocab, d_model).
 
     Each word must be one token for the model (mind the leading space: ``" king"`` is the
     word inside a sentence). Returns an `Analogy`: the ``top_k`` nearest tokens by cosine (the
-    three inputs excluded) and the rank of ``answer``.
+    three inputs excluded unless ``exclude_inputs=False``: ``a`` itself is then often first)
+    and the rank of ``answer``.
 
     >>> import mechscope
     >>> model = mechscope.tiny_model("gpt2")
@@ -277,7 +279,10 @@ def analogy(model: Model, a: str, b: str, c: str, *, answer: str | None = None, 
     emb = weight.detach().double()                                       # (vocab, d_model)
     query = emb[ids[0]] - emb[ids[1]] + emb[ids[2]]
     cos = (emb @ query) / (emb.norm(dim=1) * query.norm()).clamp(min=1e-30)
-    cos[ids] = -torch.inf
+    if not isinstance(exclude_inputs, bool):
+        raise InputError(f"exclude_inputs must be True or False, got {exclude_inputs!r}.")
+    if exclude_inputs:
+        cos[ids] = -torch.inf
     order = torch.argsort(cos, descending=True)
     top = order[:top_k].tolist()
     rank = None if target is None else int((order == target).nonzero()[0, 0]) + 1
