@@ -306,3 +306,17 @@ def test_show_keeps_hostile_class_names_as_text(tiny_llama):
     for s in (CATALOGUE[0], CATALOGUE[2]):
         assert s not in html, s
     assert html.count("</script>") == 1 and "<img" not in html
+
+
+def test_store_checks(tiny_llama):
+    data = sentiment(16, seed=1)
+    every = collect(tiny_llama, data, layers=[0], reduce="all", progress=False)
+    with pytest.raises(InputError, match="collect one row per text"):
+        probe(every, data)
+    last = collect(tiny_llama, data, layers=[0], reduce="last", progress=False)
+    with pytest.raises(InputError, match="the store holds 16 texts but the dataset has 20"):
+        probe(last, sentiment(20, seed=1))
+    with pytest.raises(InputError, match=r"layers \[1\] are not in the store"):
+        probe(last, data, layers=[1])
+    with pytest.raises(InputError, match="site must be one of"):
+        probe(last, data, site="mlp")
