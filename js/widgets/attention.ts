@@ -249,6 +249,7 @@ class AttentionView {
 
   /** `selected` changed (a click here, or Python): mark its thumbnail, draw its map. */
   selectionChanged(): void {
+    this.tooltip.hide();  // it named the previous head's value
     this.markSelected();
     this.drawMap();
   }

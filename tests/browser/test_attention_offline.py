@@ -1,13 +1,20 @@
-"""AttentionPatterns' offline snapshot in headless Chromium with the network cut: every
-thumbnail painted, a click opens that head's full map (pixels against the colour bar for the
-Python values), hovering a cell reads out query token, key token and the exact value, the
-text is coloured by the hovered query, and hostile tokens stay text.
+"""AttentionPatterns in headless Chromium.
+
+1. The offline snapshot with the network cut: every thumbnail painted, a click opens that
+   head's full map (pixels against the colour bar for the Python values), hovering a cell
+   reads out query token, key token and the exact value, the text is coloured by the hovered
+   query, a long prompt is pooled to the screen (keyboard reaches every exact cell), and
+   hostile tokens stay text.
+2. Live in JupyterLab (the `jupyter_lab` fixture): the widget view drawn, a thumbnail click
+   and a hover reach the kernel's ``selected`` / ``hovered``, the readout is the kernel's
+   value, and ``score`` / ``selected`` set from the kernel redraw the view.
 
 Screenshots: build/screenshots/attention_*.png.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,10 +24,10 @@ import pytest
 from mechscope.analysis.attention import attention
 from mechscope.models.tiny import tiny_model
 from mechscope.widgets.attention import AttentionPatterns
+from tests.browser import lab_notebook
 from tests.browser.offline_page import (
     assert_clean,
     canvas_pixel,
-    offline_context,
     open_offline,
     page_html,
     visible_token,
@@ -35,9 +42,9 @@ INSIDE = ", ".join(f".ms-attn {tag}" for tag in FORBIDDEN_ELEMENTS)
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with offline_context() as opened:
-        yield opened
+def browser(chromium, tmp_path_factory) -> Iterator[Any]:
+    """The module's one Chromium (Playwright's sync API allows one per thread) and a page dir."""
+    yield chromium, tmp_path_factory.mktemp("attention-pages")
 
 
 def _open(browser, widget: AttentionPatterns, name: str, dark: bool = False):
@@ -158,3 +165,42 @@ def test_hostile_tokens_stay_text(browser):
     pg.screenshot("attention_hostile")
     assert_clean(pg, INSIDE)
     assert np.isfinite(w.array).all()
+
+
+LIVE_CELLS = [
+    "from mechscope.analysis.attention import attention\n"
+    "from mechscope.models.tiny import tiny_model\n"
+    "from mechscope.widgets.attention import AttentionPatterns\n"
+    "att = attention(tiny_model('llama', n_layers=3), 'the cat sat on the mat, the cat sat')\n"
+    "w = AttentionPatterns(att)\n"
+    "w",
+]
+
+
+@pytest.mark.timeout(600)
+def test_live_in_jupyterlab(jupyter_lab, chromium):
+    with lab_notebook.open_widget(jupyter_lab, chromium, "attention_live.ipynb", LIVE_CELLS, 1, ".ms-attn",
+                                  "canvas.ms-attn-big") as (nb, root, big):
+        assert root.locator("canvas.ms-attn-thumb").count() == 12
+        assert nb.cell(1).locator(".mechscope-placeholder .ms-attn").count() == 0  # the live view
+        root.locator("canvas.ms-attn-thumb[data-layer='2'][data-head='1']").click()
+        nb.wait_value("w.selected", [2, 1])
+        n = nb.json("len(w.tokens)")
+        box = big.bounding_box()
+        q, k = n - 1, 3
+        page_side = box["width"]
+        nb.page.mouse.move(box["x"] + (k + 0.5) * page_side / n, box["y"] + (q + 0.5) * page_side / n)
+        nb.wait_value("w.hovered", [q, k])
+        want = nb.json(f"float(w.array[2, 1, {q}, {k}])")
+        tokens = nb.json("w.tokens")
+        readout = root.locator(".ms-attn-readout").text_content()
+        prefix = f"query {q} {visible_token(tokens[q])} → key {k} {visible_token(tokens[k])}: "
+        assert readout.startswith(prefix) and float(readout[len(prefix):]) == pytest.approx(want, rel=1e-3)
+        nb.eval("setattr(w, 'score', 'first_token') or setattr(w, 'selected', [0, 3])")
+        nb.page.wait_for_function("(el) => el.dataset.layer === '0' && el.dataset.head === '3'",
+                                  arg=big.element_handle(), timeout=lab_notebook.ROUND_TRIP_MS)
+        assert root.locator("select").input_value() == "first_token"
+        top = json.loads(nb.eval("__import__('json').dumps(att.top_heads('first_token', 1)[0])").strip("'"))
+        assert root.locator(".ms-attn-side button").first.text_content().startswith(
+            f"L{top[0]} H{top[1]}  {top[2]:.3f}")
+        lab_notebook.save(root, "attention_lab")
