@@ -142,6 +142,7 @@ class SupView {
   draw(): void {
     const shape = decodeFloat(this.model.get("norms")).shape;
     [this.S, this.K, this.n] = shape;
+    this.tip.hide(); // a readout of what was shown before would mislead
     this.title.textContent = this.model.get("title");
     this.fillSelects();
     const [i, k] = this.sel();

@@ -1,23 +1,47 @@
 """`Superposition`'s offline snapshot in headless Chromium, network cut: all three canvases
 painted, the sparsity selector and a phase-diagram click redraw, hover readouts equal the
-Python values, hostile feature labels stay text. Screenshot: build/screenshots/superposition.png."""
+Python values, hostile feature labels stay text; and live in JupyterLab (select -> kernel,
+hover -> ``hovered``, kernel -> page). Screenshots: build/screenshots/superposition*.png."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 
 from mechscope.toys import superposition
 from mechscope.widgets.superposition import Superposition
-from tests.browser.offline_page import assert_clean, canvas_pixel, visible_token
+from tests.browser import lab_notebook
+from tests.browser.offline_page import (
+    assert_clean,
+    canvas_pixel,
+    open_offline,
+    page_html,
+    visible_token,
+)
 from tests.hostile import CATALOGUE
 from tests.hostile_superposition import make
 
 pytestmark = pytest.mark.browser
 
 CELL = 22  # px per feature row for n <= 14 (MAX_PANEL 320 / n, at most 22)
+
+
+@pytest.fixture(scope="module")
+def open_page(chromium, tmp_path_factory) -> Iterator[Any]:
+    """``open(widget, name)``: its offline snapshot in the module's one Chromium (Playwright's
+    sync API allows one per thread, and the live test needs the ``chromium`` fixture too)."""
+    tmp = tmp_path_factory.mktemp("superposition-pages")
+
+    def open_(widget: Superposition, name: str):
+        snapshot = widget.offline_html()
+        assert snapshot is not None
+        return open_offline(chromium, tmp / f"{name}.html", page_html(snapshot))
+
+    yield open_
 
 
 def canvas_hash(pg, selector: str) -> int:
@@ -108,3 +132,33 @@ def test_hostile_labels_stay_text(open_page):
     tip = hover(pg, BARS, 5, CELL / 2)
     assert CATALOGUE[0] in tip  # JSON-quoted label, as text
     assert_clean(pg, "script:not([type]), img, svg, a")
+
+
+LIVE_CELLS = [
+    "from mechscope.toys import superposition\n"
+    "res = superposition(n_features=6, n_hidden=2, sparsities=(0.0, 0.95), seeds=(0, 1),\n"
+    "                    steps=300, batch=64, progress_bar=False)\n"
+    "w = res.show()\n"
+    "w",
+]
+
+
+@pytest.mark.timeout(600)
+def test_live_in_jupyterlab(jupyter_lab, chromium):
+    with lab_notebook.open_widget(jupyter_lab, chromium, "superposition_live.ipynb", LIVE_CELLS, 1,
+                                  ".ms-sup", "canvas[data-panel='gram']") as (nb, root, gram):
+        assert nb.cell(1).locator(".mechscope-placeholder .ms-sup").count() == 0  # the live view
+        # the select sets the kernel's sparsity_index; the kernel's change redraws the page
+        root.locator("select[aria-label='sparsity']").select_option("1")
+        nb.wait_value("w.sparsity_index", 1)
+        box = gram.bounding_box()
+        nb.page.mouse.move(box["x"] + 2 * CELL + 5, box["y"] + 1 * CELL + 5)
+        nb.wait_value("w.hovered", ["gram", "1", "2"])
+        want = nb.json("float(res.gram()[1, 0, 1, 2])")
+        tip = root.locator(".ms-tooltip").inner_text()
+        assert number(tip, "] =") == pytest.approx(want, abs=2e-3)
+        nb.eval("setattr(w, 'seed_index', 1) or setattr(w, 'sparsity_index', 0)")
+        nb.page.wait_for_function("(el) => el.dataset.seedIndex === '1' && el.dataset.sparsityIndex === '0'",
+                                  arg=root.element_handle(), timeout=lab_notebook.ROUND_TRIP_MS)
+        assert root.locator("select[aria-label='seed']").input_value() == "1"
+        lab_notebook.save(root, "superposition_lab")
