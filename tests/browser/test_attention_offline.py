@@ -51,7 +51,7 @@ def _open(browser, widget: AttentionPatterns, name: str, dark: bool = False):
     context, tmp = browser
     snapshot = widget.offline_html()
     assert snapshot is not None
-    return open_offline(context, tmp / f"{name}.html", page_html(snapshot, dark),
+    return open_offline(context, tmp / f"{name}{'-dark' if dark else ''}.html", page_html(snapshot, dark),
                         ready=".mechscope-snapshot[data-ready='1'] canvas.ms-attn-big")
 
 
@@ -112,6 +112,10 @@ def test_thumbnails_click_hover_offline(browser):
         .map((s) => s.style.background !== '')""")
     assert all(shades)  # the last query sees every key
     pg.screenshot("attention_offline")
+    dark = _open(browser, w, "attention_dark", dark=True)
+    assert dark.page.evaluate("getComputedStyle(document.querySelector('.ms-attn .ms-title')).color") == "rgb(224, 224, 224)"
+    dark.screenshot("attention_offline_dark")
+    assert_clean(dark, INSIDE)
     # a score change from the select updates the list
     pg.page.select_option(".ms-attn select", "first_token")
     layer, head, score = att.top_heads("first_token", 1)[0]
@@ -162,6 +166,11 @@ def test_hostile_tokens_stay_text(browser):
     box = pg.page.locator(BIG).bounding_box()
     pg.page.mouse.move(box["x"] + box["width"] - 2, box["y"] + box["height"] - 2)
     assert visible_token(w.tokens[-1]) in pg.page.locator(".ms-attn .ms-attn-readout").text_content()
+    # bidi controls stay inside their own element (an unterminated RLO reverses nothing after it)
+    isolated = pg.page.evaluate("""() => Array.from(document.querySelectorAll(
+        '.ms-attn .ms-attn-text span, .ms-attn .ms-rowlabels div, .ms-attn .ms-note span, .ms-attn option'))
+        .map((e) => getComputedStyle(e).unicodeBidi)""")
+    assert isolated and set(isolated) == {"isolate"}, set(isolated)
     pg.screenshot("attention_hostile")
     assert_clean(pg, INSIDE)
     assert np.isfinite(w.array).all()
