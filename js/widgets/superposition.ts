@@ -48,6 +48,19 @@ const CSS = `
 const MAX_PANEL = 320; // CSS px of the gram grid and the phase diagram's height
 const BAR_W = 160; // CSS px of a norm of BAR_MAX
 const BAR_MAX = 1.25;
+const SUP_MAX = 1; // superposition at the top of the bars' scale (and above)
+const SUP_TOP = 200; // the bars use magma's entries 0..SUP_TOP: its near-white end vanishes on white
+
+/** Magma from black to orange (entries 0..SUP_TOP stretched to 256), readable on white and dark. */
+function barTable(): Uint8ClampedArray {
+  const full = colorTable("magma");
+  const out = new Uint8ClampedArray(256 * 3);
+  for (let i = 0; i < 256; i++) {
+    const k = Math.round((i * SUP_TOP) / 255) * 3;
+    out.set(full.subarray(k, k + 3), i * 3);
+  }
+  return out;
+}
 
 function fmt(v: number): string {
   return formatValue(v);
@@ -184,18 +197,18 @@ class SupView {
     const norms = this.arr("norms");
     const sup = this.arr("superposition");
     const base = (i * this.K + k) * n;
-    const table = colorTable("magma");
+    const table = barTable();
     const ctx = sizeCanvas(this.bars, BAR_W, n * cell);
     ctx.clearRect(0, 0, BAR_W, n * cell);
     for (let f = 0; f < n; f++) {
-      const rgb: RGB = cellColour(Math.min(1, sup[base + f]), table, { lo: 0, hi: 1 }) ?? [128, 128, 128];
+      const rgb: RGB = cellColour(Math.min(SUP_MAX, sup[base + f]), table, { lo: 0, hi: SUP_MAX }) ?? [128, 128, 128];
       const w = Math.max(1, Math.min(BAR_W, (norms[base + f] / BAR_MAX) * BAR_W));
       ctx.fillStyle = `rgb(${rgb[0]},${rgb[1]},${rgb[2]})`;
       ctx.fillRect(0, f * cell + 1, w, Math.max(1, cell - 2));
     }
     ctx.fillStyle = "rgba(128,128,128,0.7)";
     ctx.fillRect(BAR_W / BAR_MAX, 0, 1, n * cell); // norm 1
-    this.supBar.replaceChildren(h("div", undefined, "\u2265 1"), colorBarCanvas(table, n * cell),
+    this.supBar.replaceChildren(h("div", undefined, `\u2265 ${SUP_MAX}`), colorBarCanvas(table, n * cell),
       h("div", undefined, "0"), h("div", undefined, "superposition"));
     this.bars.setAttribute("aria-label", `norm of each of ${n} features`);
   }
