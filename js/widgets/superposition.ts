@@ -3,7 +3,7 @@
 // Python side: src/mechscope/widgets/superposition.py.
 import { decodeFloat, type EncodedArray } from "../lib/codec";
 import { colorBarCanvas, colorTable, formatValue, type Range } from "../lib/colors";
-import { choiceSelect, h } from "../lib/dom";
+import { choiceSelect, h, ownKeys } from "../lib/dom";
 import { axisLabels, cellAtEvent, cellColour, paintCells, placeBox, sizeCanvas, Tooltip, type RGB } from "../lib/grid";
 import { viewWidget, type AnyModel } from "../lib/model";
 
@@ -103,6 +103,8 @@ class SupView {
       c.dataset.panel = name;
       c.setAttribute("role", "img");
     }
+    this.phase.tabIndex = 0; // Left / Right step through the sparsities
+    ownKeys(this.phase);
     const stage = h("div", "ms-sup-stage");
     stage.append(this.phase, this.phaseCursor);
     const phaseInner = h("div");
@@ -111,7 +113,7 @@ class SupView {
     panels.append(
       this.panel("W\u1d40W of the selected model", this.gramRows, this.gram, this.gramBar),
       this.panel("\u2016W\u1d62\u2016 per feature (line: 1), colour = superposition", this.barRows, this.bars, this.supBar),
-      this.panel("dimensionality (mean over seeds) vs sparsity; click a column", this.phaseRows, phaseInner, this.phaseBar),
+      this.panel("dimensionality (mean over seeds) vs sparsity; click a column or use \u2190 \u2192", this.phaseRows, phaseInner, this.phaseBar),
     );
     this.root.append(head, panels, h("div", "ms-note", "hover any cell or bar for its values"), this.tip.el);
     el.replaceChildren(this.root);
@@ -279,6 +281,13 @@ class SupView {
     this.phase.addEventListener("click", (ev) => {
       const at = this.hit(this.phase, ev);
       if (at) this.setIndex("sparsity_index", at[2]);
+    });
+    this.phase.addEventListener("keydown", (ev) => {
+      const d = ev.key === "ArrowRight" ? 1 : ev.key === "ArrowLeft" ? -1 : 0;
+      if (!d) return;
+      ev.preventDefault();
+      const next = Math.max(0, Math.min(this.S - 1, this.sel()[0] + d));
+      if (next !== this.sel()[0]) this.setIndex("sparsity_index", next);
     });
     this.spSelect.addEventListener("change", () => this.setIndex("sparsity_index", Number(this.spSelect.value)));
     this.seedSelect.addEventListener("change", () => this.setIndex("seed_index", Number(this.seedSelect.value)));

@@ -119,6 +119,13 @@ def test_paints_switches_sparsity_and_reads_out_on_hover(open_page, res):
     pg.page.mouse.click(box["x"] + 45, box["y"] + 5)
     pg.page.wait_for_selector(".ms-sup[data-sparsity-index='1']")
     assert pg.page.locator(".ms-sup select[aria-label='sparsity']").input_value() == "1"
+    # the keyboard steps through the sparsities (the focused phase diagram owns its arrows)
+    pg.page.focus(PHASE)
+    pg.page.keyboard.press("ArrowRight")
+    pg.page.wait_for_selector(".ms-sup[data-sparsity-index='2']")
+    pg.page.keyboard.press("ArrowRight")  # stays at the last
+    pg.page.keyboard.press("ArrowLeft")
+    pg.page.wait_for_selector(".ms-sup[data-sparsity-index='1']")
     assert_clean(pg)
 
 
