@@ -127,4 +127,12 @@ def widgets() -> dict[str, Any]:
         prev_token=np.full_like(induction, 0.1), behaviour=behaviour.astype(np.float32),
         metric_names=list(dynamics.BEHAVIOUR))
     out["Dynamics"] = Dynamics(result, title=title)
+
+    from tests.hostile_attention import make as attention_patterns
+    from tests.hostile_superposition import make as superposition
+    from tests.hostile_token_text import make as token_text
+
+    out["AttentionPatterns"] = attention_patterns(title)
+    out["TokenText"] = token_text(title)
+    out["Superposition"] = superposition(title)
     return out

@@ -13,9 +13,12 @@ from importlib import import_module
 from typing import Any
 
 from .analysis.activations import ActivationsResult, activations
+from .analysis.attention import AttentionResult, attention
 from .analysis.collect import collect
+from .analysis.directions import Analogy, ConceptDirections, analogy, concept_directions
 from .analysis.logit_lens import LogitLensResult, logit_lens
 from .analysis.over_dataset import DatasetReading
+from .analysis.probes import AmnesicResult, ProbeResult, probe, project_out
 from .analysis.selectivity import SelectivityResult, selectivity
 from .analysis.store import ActivationStore
 from .errors import (
@@ -46,7 +49,7 @@ __version__ = "0.1.0"
 #: Public submodules, imported on first use (``mechscope.metrics.logit_diff`` works after a
 #: plain ``import mechscope``, and ``import mechscope`` stays as fast as before).
 SUBMODULES = ("analysis", "datasets", "dynamics", "errors", "interventions", "metrics", "models",
-              "publish", "validate", "widgets")
+              "publish", "toys", "validate", "widgets")
 #: Names of `mechscope.publish` also offered at the top level, imported on first use.
 _FROM_PUBLISH = ("PublishReport", "export_html", "publish_site")
 
@@ -64,6 +67,16 @@ def __dir__() -> list[str]:
 
 __all__ = [*SUBMODULES, *_FROM_PUBLISH,
     "ActivationStore",
+    "AmnesicResult",
+    "Analogy",
+    "AttentionResult",
+    "ConceptDirections",
+    "ProbeResult",
+    "analogy",
+    "attention",
+    "concept_directions",
+    "probe",
+    "project_out",
     "Ablated",
     "AblationComparison",
     "AblationEffect",

@@ -1,6 +1,6 @@
 """Every widget with hostile text in JupyterLab, saved, reopened without its kernel, and exported.
 
-One notebook shows all seven widgets built by ``tests/hostile.py`` (tiny-model results with the
+One notebook shows every widget built by ``tests/hostile.py`` (tiny-model results with the
 catalogue of hostile strings in every token, label, prompt, run name and title). In a real
 JupyterLab + headless Chromium:
 
@@ -13,7 +13,7 @@ JupyterLab + headless Chromium:
    notebook is opened again in a fresh page whose fresh kernel never ran a cell: every widget
    shows the same pixels (each canvas, byte for byte) and the same text as when it was saved.
 3. exported: the Lab-saved file goes through ``mechscope.export_html`` and opens from file://
-   with every other request aborted: seven snapshots drawn, the same no-script checks.
+   with every other request aborted: every snapshot drawn, the same no-script checks.
 
 Screenshots: build/screenshots/lab-hostile-all.png, lab-reopened.png, export-hostile-all.png.
 """
@@ -45,7 +45,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = "lab-hostile-all.ipynb"
-KINDS = ["Heatmap", "LogitLens", "PatchingMap", "PatchingMapDataset", "Selectivity", "SteeringPlayground", "Dynamics"]
+KINDS = ["Heatmap", "LogitLens", "PatchingMap", "PatchingMapDataset", "Selectivity", "SteeringPlayground", "Dynamics",
+         "AttentionPatterns", "TokenText", "Superposition"]
 CELLS = [f"import sys\nsys.path.insert(0, {str(REPO)!r})\nfrom tests.hostile import widgets\nws = widgets()"]
 CELLS += [f"ws[{kind!r}]" for kind in KINDS]
 TITLE = CATALOGUE[1]
@@ -228,7 +229,7 @@ def test_stock_nbconvert_shows_the_snapshots_once_the_widget_state_is_stripped(
         saved: dict[str, Any], chromium: Any, tmp_path: Path) -> None:
     """What nbviewer does (stock nbconvert, lab template): with the state Lab stored it picks the
     widget view (blank offline, and anywidget views do not draw from CDN managers); after
-    ``python -m mechscope.publish --strip-widget-state`` it shows the seven offline snapshots."""
+    ``python -m mechscope.publish --strip-widget-state`` it shows every offline snapshot."""
     import shutil
 
     from nbconvert import HTMLExporter

@@ -60,9 +60,16 @@ def widget_states(nb: Any) -> dict[str, dict[str, Any]]:
 
 
 def widget_classes() -> dict[str, type]:
-    """Every mechscope widget class by its anywidget id (``module.Name``)."""
-    from .. import widgets as _widgets  # noqa: F401 - defines every widget class
+    """Every mechscope widget class by its anywidget id (``module.Name``), from every module of
+    `mechscope.widgets` (imported here, so a widget the package does not re-export counts too)."""
+    import importlib
+    import pkgutil
+
+    from .. import widgets as package
     from ..widgets._base import MechscopeWidget
+
+    for info in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{info.name}")
 
     found: dict[str, type] = {}
     todo: list[type] = [MechscopeWidget]

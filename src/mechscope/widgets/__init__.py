@@ -15,6 +15,7 @@ Traceback (most recent call last):
 mechscope.errors.InputError: LogitLens takes a LogitLensResult (from mechscope.logit_lens), got Model.
 """
 
+from .attention import AttentionPatterns
 from .codec import decode_array, encode_array
 from .dynamics import Dynamics
 from .heatmap import Heatmap
@@ -22,5 +23,7 @@ from .logit_lens import LogitLens
 from .patching_map import PatchingMap
 from .selectivity import Selectivity
 from .steering_playground import SteeringPlayground
+from .superposition import Superposition
+from .token_text import TokenText
 
-__all__ = ["Dynamics", "Heatmap", "LogitLens", "PatchingMap", "Selectivity", "SteeringPlayground", "decode_array", "encode_array"]
+__all__ = ["AttentionPatterns", "Dynamics", "Heatmap", "LogitLens", "PatchingMap", "Selectivity", "SteeringPlayground", "Superposition", "TokenText", "decode_array", "encode_array"]
