@@ -37,7 +37,8 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from tests.browser.offline_page import ARGS, CHROMIUM, SCREENSHOTS, OfflinePage, cut_network
 from tests.browser.published import TOUR_WIDGETS, executed_tour
-from tests.browser.test_site_export import CANVAS_PAINTED, READY
+from tests.browser.static_site import PAINTED
+from tests.browser.test_site_export import READY
 from tests.hostile import CATALOGUE, FORBIDDEN_ELEMENTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.embedded, pytest.mark.timeout(900)]
@@ -181,7 +182,7 @@ def test_every_widget_draws_offline_and_answers_hover(built: Built, theme: str, 
     assert "mechscope snapshot failed" not in page.inner_text("body")
     for number, widget in enumerate(widgets, 1):
         assert widget.bounding_box()["height"] > 40, f"{name}: widget {number} collapsed"
-        assert widget.evaluate(CANVAS_PAINTED) > 0.02, f"{name}: widget {number} canvas blank"
+        assert widget.evaluate(PAINTED) > 0.02, f"{name}: widget {number} canvas blank"
         canvas = max(widget.query_selector_all("canvas"),
                      key=lambda c: c.bounding_box()["width"] * c.bounding_box()["height"])
         canvas.scroll_into_view_if_needed()

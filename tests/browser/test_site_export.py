@@ -26,6 +26,7 @@ import pytest
 
 from mechscope.publish import SiteReport, publish_site
 from tests.browser.offline_page import ARGS, CHROMIUM, SCREENSHOTS, OfflinePage, cut_network
+from tests.browser.static_site import PAINTED
 
 pytestmark = [pytest.mark.browser, pytest.mark.embedded, pytest.mark.timeout(900)]
 
@@ -35,15 +36,6 @@ PREBUILT = os.environ.get("MECHSCOPE_SITE")
 PAGES = (sorted(p.stem for p in Path(PREBUILT).glob("*.html") if p.name != "index.html")
          if PREBUILT else SUBSET)
 
-# Non-background pixels of a widget's largest canvas (None when it has no sized canvas).
-CANVAS_PAINTED = """(root) => {
-  const c = [...root.querySelectorAll('canvas')].sort((a, b) => b.width * b.height - a.width * a.height)[0];
-  if (!c || !c.width || !c.height) return null;
-  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-  let painted = 0;
-  for (let i = 0; i < d.length; i += 4) if (d[i + 3] > 0) painted++;
-  return painted / (d.length / 4);
-}"""
 READY = ("() => [...document.querySelectorAll('[data-mechscope-widget]')]"
          ".every(e => e.dataset.ready === '1')")
 
@@ -146,7 +138,7 @@ def test_page_renders_offline(site: Site, index: dict[str, Any], name: str):
         assert not page.evaluate("document.body.innerText.includes('mechscope snapshot failed')")
         for number, widget in enumerate(widgets, 1):
             assert widget.bounding_box()["height"] > 40, f"{name}: widget {number} collapsed"
-            painted = widget.evaluate(CANVAS_PAINTED)
+            painted = widget.evaluate(PAINTED)
             if painted is not None:  # the steering playground draws text, not a canvas
                 assert painted > 0.02, f"{name}: widget {number} canvas blank ({painted:.3f})"
         assert page.title() == row["title"]
