@@ -33,6 +33,7 @@ def site_module(model, site: str, layer: int) -> tuple[torch.nn.Module, str]:
     base = f"{a.layers_path}.{layer}"
     where = {"resid": (base, "post"), "resid_pre": (base, "pre"),
              "attn": (f"{base}.{a.attn_name}", "post"), "mlp": (f"{base}.{a.mlp_name}", "post"),
+             "mlp_in": (f"{base}.{a.mlp_name}", "pre"),
              "neurons": (f"{base}.{a.neurons_name}", "pre"), "heads": (f"{base}.{a.heads_name}", "pre")}
     if site not in where:
         raise ValueError(site)

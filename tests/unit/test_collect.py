@@ -21,7 +21,7 @@ from tests.reference_hooks import site_module
 # different lengths, so every batch of two or more is left-padded
 TEXTS = ["The cat sat on the mat", "Hi", "A dog ran across the field today", "one two",
          "Paris is lovely in spring", "x y z"]
-SITES = ("resid", "resid_pre", "attn", "mlp", "neurons", "heads")
+SITES = ("resid", "resid_pre", "attn", "mlp_in", "mlp", "neurons", "heads")
 
 
 # ---- an independent reference: plain forward hooks on model.hf, one unpadded text at a time ----
@@ -301,7 +301,7 @@ def test_directory_of_another_run_is_refused_before_any_forward_pass(tiny_llama,
     ({}, [], "collect got no texts (an empty dataset): give at least one text."),
     ({}, "one text", "texts must be a list of texts (or a dataset with .texts), not one string"),
     ({}, ["ok", ""], "texts[1]: the prompt is empty"),
-    ({"sites": ["pattern"]}, TEXTS, "site must be one of ('resid', 'resid_pre', 'attn', 'mlp', 'neurons', 'heads') for collect"),
+    ({"sites": ["pattern"]}, TEXTS, "site must be one of ('resid', 'resid_pre', 'attn', 'mlp_in', 'mlp', 'neurons', 'heads') for collect"),
     ({"sites": ["resid", "resid_post"]}, TEXTS, "names the same site twice"),
     ({"layers": [5]}, TEXTS, "layer 5 is out of range"),
     ({"reduce": "max"}, TEXTS, "reduce must be one of ('all', 'last', 'mean', 'positions'), got 'max'"),

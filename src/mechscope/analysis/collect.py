@@ -68,13 +68,13 @@ from .store import (
 )
 
 #: Sites `collect` reads ("pattern" has one column per key position: no fixed width).
-SITES = ("resid", "resid_pre", "attn", "mlp", "neurons", "heads")
+SITES = ("resid", "resid_pre", "attn", "mlp_in", "mlp", "neurons", "heads")
 #: The reductions, see the module docstring.
 REDUCTIONS = ("all", "last", "mean", "positions")
 DTYPES: dict[str, tuple[Any, torch.dtype]] = {"float32": (np.float32, torch.float32),
                                               "float16": (np.float16, torch.float16)}
 #: Where each site is reached within one decoder layer: reads inside a trace go in this order.
-_STAGE = {"resid_pre": 0, "heads": 1, "attn": 2, "neurons": 3, "mlp": 4, "resid": 5}
+_STAGE = {"resid_pre": 0, "heads": 1, "attn": 2, "mlp_in": 3, "neurons": 4, "mlp": 5, "resid": 6}
 #: Default shard size: about this many bytes of activations per shard.
 SHARD_BYTES = 64 * 2**20
 

@@ -19,7 +19,7 @@ import torch
 from ..errors import UnsupportedArchitectureError
 
 #: Names of the per-layer sites every adapter provides (`mechscope.models.sites` defines them).
-SITES = ("resid", "resid_pre", "attn", "mlp", "neurons", "heads", "pattern")
+SITES = ("resid", "resid_pre", "attn", "mlp_in", "mlp", "neurons", "heads", "pattern")
 
 
 @dataclass(frozen=True)

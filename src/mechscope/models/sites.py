@@ -11,6 +11,7 @@ decided here and nowhere else.
 | ``resid`` | output of decoder block L: the residual stream after it | output | d_model | ``resid_post`` |
 | ``resid_pre`` | input of decoder block L: the residual stream before it | input | d_model | |
 | ``attn`` | output of the attention module | output | d_model | ``attn_out`` |
+| ``mlp_in`` | input of the MLP module (the normalised residual a transcoder reads) | input | d_model | ``ln2``, ``mlp_input`` |
 | ``mlp`` | output of the MLP module | output | d_model | ``mlp_out`` |
 | ``neurons`` | MLP neurons: input of the MLP's down projection | input | d_mlp (neuron) | ``mlp_neurons``, ``mlp_post`` |
 | ``heads`` | head outputs: input of the attention output projection | input | n_heads x d_head (head) | ``z`` |
@@ -64,6 +65,8 @@ SITES: dict[str, Site] = {s.name: s for s in (
          "input", "d_model", "dimension"),
     Site("attn", "the output of the attention module", "attn", "output", "d_model", "dimension",
          ("attn_out",)),
+    Site("mlp_in", "the input of the MLP module (the normalised residual stream)", "mlp", "input",
+         "d_model", "dimension", ("ln2", "mlp_input")),
     Site("mlp", "the output of the MLP module", "mlp", "output", "d_model", "dimension",
          ("mlp_out",)),
     Site("neurons", "the MLP neurons (input of the MLP's down projection)", "neurons", "input",
