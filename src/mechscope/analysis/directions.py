@@ -152,7 +152,8 @@ class ConceptDirections:
     texts (not normalised); ``mean_projection`` (texts,): each text's activation, centred on
     the overall mean, projected on its unit vector. ``components`` (k, width): unit principal
     directions, ``explained_variance`` (k,): the fraction of the total variance each explains;
-    ``scores`` (texts, k): each text's coordinates on them. ``labels`` (texts,) index ``classes``.
+    ``scores`` (texts, k): each text's coordinates on them. ``labels`` (texts,) index ``classes``;
+    ``texts``: the texts, in order (empty when built without them). ``.show()`` plots them.
 
     >>> import mechscope
     >>> from mechscope.datasets.labelled import labelled_texts
@@ -172,6 +173,24 @@ class ConceptDirections:
     explained_variance: np.ndarray
     scores: np.ndarray
     model_name: str
+    texts: tuple[str, ...] = ()
+
+    def show(self, texts: Any = None, **kwargs: Any) -> Any:
+        """A `~mechscope.widgets.projection.ProjectionScatter` of the texts on two axes
+        (``axes=("mean_projection", "pc1")`` by default; any of mean_projection, pc1..pck).
+        ``texts``: one per text (strings or token lists); default the texts computed on.
+
+        >>> import mechscope
+        >>> from mechscope.datasets.labelled import labelled_texts
+        >>> cd = concept_directions(mechscope.tiny_model("llama"), labelled_texts(["animals", "code"], n_per_class=4),
+        ...                         layer=0, k=2)
+        >>> w = cd.show(axes=("pc1", "pc2"))
+        >>> w.n_points, w.text(0) == cd.texts[0]
+        (8, True)
+        """
+        from ..widgets.projection import ProjectionScatter
+
+        return ProjectionScatter.from_directions(self, texts, **kwargs)
 
     def to_pandas(self):  # noqa: ANN201 - pandas is imported lazily
         """One row per text: its label, its projection on the mean difference and on each PC."""
@@ -218,7 +237,8 @@ def concept_directions(source: Model | ActivationStore, dataset: Any, *, layer: 
                              mean_difference=diff.astype(np.float32), mean_projection=(xc @ unit).astype(np.float32),
                              components=vt[:k].astype(np.float32),
                              explained_variance=(s[:k] ** 2 / total).astype(np.float32),
-                             scores=(xc @ vt[:k].T).astype(np.float32), model_name=name)
+                             scores=(xc @ vt[:k].T).astype(np.float32), model_name=name,
+                             texts=tuple(data.texts))
 
 
 @dataclass(frozen=True)
