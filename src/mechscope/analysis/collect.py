@@ -52,6 +52,7 @@ import torch
 
 from ..errors import InputError
 from ..models.model import Model
+from ..models.sites import execution_order
 from ..models.sites import site as get_site
 from ..models.trace import save
 from ..validate import as_int, check_model, index_list
@@ -73,8 +74,6 @@ SITES = ("resid", "resid_pre", "attn", "mlp_in", "mlp", "neurons", "heads")
 REDUCTIONS = ("all", "last", "mean", "positions")
 DTYPES: dict[str, tuple[Any, torch.dtype]] = {"float32": (np.float32, torch.float32),
                                               "float16": (np.float16, torch.float16)}
-#: Where each site is reached within one decoder layer: reads inside a trace go in this order.
-_STAGE = {"resid_pre": 0, "heads": 1, "attn": 2, "mlp_in": 3, "neurons": 4, "mlp": 5, "resid": 6}
 #: Default shard size: about this many bytes of activations per shard.
 SHARD_BYTES = 64 * 2**20
 
@@ -340,8 +339,7 @@ def _prepare_dir(directory: Path, manifest: dict[str, Any], overwrite: bool) -> 
 # ---- the forward passes -----------------------------------------------------------------------
 def _run(model: Model, plan: _Plan, manifest: dict[str, Any], directory: Path | None,
          progress: bool | Callable[[int, int], Any]) -> ActivationStore:
-    order = sorted(((layer, s) for s in plan.sites for layer in plan.layers),
-                   key=lambda ls: (ls[0], _STAGE[ls[1]]))
+    order = execution_order((layer, s) for s in plan.sites for layer in plan.layers)
     refs = [model.at(s, layer) for layer, s in order]
     keys = [array_key(s, layer) for layer, s in order]
     torch_dtype = DTYPES[plan.dtype][1]

@@ -77,6 +77,20 @@ SITES: dict[str, Site] = {s.name: s for s in (
          "keys", "head", ("attn_pattern",), item=1),
 )}
 
+#: The order in which a forward pass reaches the sites of one layer (a trace must read them so).
+STAGES: dict[str, int] = {"resid_pre": 0, "pattern": 1, "heads": 2, "attn": 3, "mlp_in": 4,
+                          "neurons": 5, "mlp": 6, "resid": 7}
+
+
+def execution_order(pairs: Any) -> list[tuple[int, str]]:
+    """(layer, site) pairs sorted in the order a forward pass reaches them.
+
+    >>> execution_order([(1, "resid_pre"), (0, "resid"), (0, "mlp_in"), (0, "attn")])
+    [(0, 'attn'), (0, 'mlp_in'), (0, 'resid'), (1, 'resid_pre')]
+    """
+    return sorted(((int(layer), str(s)) for layer, s in pairs), key=lambda ls: (ls[0], STAGES[ls[1]]))
+
+
 _BY_ALIAS: dict[str, Site] = {a: s for s in SITES.values() for a in (s.name, *s.aliases)}
 
 
