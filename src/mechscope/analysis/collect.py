@@ -51,7 +51,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..models.model import Model
+from ..models.model import Model, left_padded
 from ..models.sites import execution_order
 from ..models.sites import site as get_site
 from ..models.trace import save
@@ -399,13 +399,8 @@ def _batch(plan: _Plan, start: int, end: int, pad_id: int
     """Left-padded inputs for texts ``start:end``, what to keep of them, and the rows' labels."""
     rows = plan.ids[start:end]
     width = max(len(r) for r in rows)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for b, r in enumerate(rows):
-        input_ids[b, width - len(r):] = torch.tensor(r, dtype=torch.long)
-        mask[b, width - len(r):] = 1
-    position_ids = (mask.cumsum(dim=1) - 1).clamp(min=0)
-    inputs = {"input_ids": input_ids, "attention_mask": mask, "position_ids": position_ids}
+    inputs = left_padded(rows, pad_id)
+    mask = inputs["attention_mask"]
     examples = np.arange(start, end, dtype=np.int64)
     if plan.picks is None:  # mean over each text's tokens (bar the first with skip_first)
         keep = mask.clone()

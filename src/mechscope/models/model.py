@@ -283,3 +283,20 @@ def _check_unicode(text: str, what: str) -> None:
             "surrogate, usually left by decoding with errors='surrogateescape'; clean it first, "
             "e.g. text.encode('utf-8', errors='replace').decode('utf-8')."
         ) from None
+
+
+def left_padded(rows: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Token id lists as one left-padded batch, as `Model.encode` makes from texts:
+    ``input_ids``, ``attention_mask`` and ``position_ids`` (counting real tokens only).
+
+    >>> left_padded([[5, 6, 7], [8]], pad_id=0)["input_ids"].tolist()
+    [[5, 6, 7], [0, 0, 8]]
+    """
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for b, r in enumerate(rows):
+        input_ids[b, width - len(r):] = torch.tensor(r, dtype=torch.long)
+        mask[b, width - len(r):] = 1
+    return {"input_ids": input_ids, "attention_mask": mask,
+            "position_ids": (mask.cumsum(dim=1) - 1).clamp(min=0)}
