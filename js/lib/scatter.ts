@@ -2,7 +2,7 @@
 // onto it): a category palette, padded data ranges, the plot box and the data <-> pixel mapping,
 // the frame with its range ticks and axis names, and a uniform grid of buckets for hit-testing
 // thousands of points (a mousemove looks at the few buckets around the pointer, not every point).
-import { formatValue } from "./colors";
+import { formatValue, valueRange } from "./colors";
 
 /** One colour per class (Tableau 10), cycling past ten classes. */
 export const CATEGORY_PALETTE: readonly string[] = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2",
@@ -11,6 +11,11 @@ export const CATEGORY_PALETTE: readonly string[] = ["#4c78a8", "#f58518", "#54a2
 /** Class c's colour ("#rrggbb"); a negative class is grey. */
 export function categoryColor(c: number): string {
   return c >= 0 ? CATEGORY_PALETTE[c % CATEGORY_PALETTE.length] : "#808080";
+}
+
+/** Text colour of an element (axes and labels drawn on canvas follow the light / dark theme). */
+export function textColor(node: HTMLElement): string {
+  return getComputedStyle(node).color || "#333";
 }
 
 /** The plot box (CSS px inside the canvas) and the data ranges it shows. */
@@ -25,20 +30,10 @@ export interface Plot {
   yhi: number;
 }
 
-/** [lo, hi] of the finite values, widened by `pad` of the span at each end ([v - 1, v + 1] for
- * one value, [0, 1] for none). */
-export function paddedRange(values: ArrayLike<number>, pad = 0.04): [number, number] {
-  let lo = Infinity;
-  let hi = -Infinity;
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i];
-    if (Number.isFinite(v)) {
-      if (v < lo) lo = v;
-      if (v > hi) hi = v;
-    }
-  }
-  if (!Number.isFinite(lo)) return [0, 1];
-  if (lo === hi) return [lo - 1, hi + 1];
+/** [lo, hi] of the finite values (colors.ts valueRange: [v, v + 1] for one value, [0, 1] for
+ * none), widened by `pad` of the span at each end. */
+export function paddedRange(values: Float32Array, pad = 0.04): [number, number] {
+  const { lo, hi } = valueRange(values, "viridis");
   const d = (hi - lo) * pad;
   return [lo - d, hi + d];
 }

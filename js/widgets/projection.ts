@@ -10,7 +10,8 @@ import { h, ownKeys } from "../lib/dom";
 import { sizeCanvas, Tooltip } from "../lib/grid";
 import { onChange, viewWidget, type AnyModel } from "../lib/model";
 import {
-  categoryColor, drawFrame, eventPoint, nearestInDirection, paddedRange, pixels, PointGrid, SCATTER_ARROWS, type Plot,
+  categoryColor, drawFrame, eventPoint, nearestInDirection, paddedRange, pixels, PointGrid, SCATTER_ARROWS, textColor,
+  type Plot,
 } from "../lib/scatter";
 import { autoScale, hoverTokens, scaleBar, scalePaint, tokenCss, tokenSpan, type TokenPaint } from "../lib/tokentext";
 import { visibleToken } from "../lib/tokens";
@@ -66,10 +67,6 @@ function dotted(colour: string, text: string): HTMLElement {
   const out = h("span");
   out.append(dot, h("span", "ms-ps-name", text));
   return out;
-}
-
-function textColor(node: HTMLElement): string {
-  return getComputedStyle(node).color || "#333";
 }
 
 class ProjectionView {

@@ -6,6 +6,7 @@ import { formatValue } from "../lib/colors";
 import { h } from "../lib/dom";
 import { sizeCanvas, Tooltip } from "../lib/grid";
 import { onChange, viewWidget, type AnyModel } from "../lib/model";
+import { categoryColor, eventPoint, PointGrid, textColor, toPixel, type Plot } from "../lib/scatter";
 import { alphaPaint, peakAbs, tokenCss, tokenSpan, type TokenPaint } from "../lib/tokentext";
 
 type Maybe = EncodedArray | Record<string, never>;
@@ -31,7 +32,6 @@ type SelTraits = {
 type SelModel = AnyModel<SelTraits>;
 
 const STYLE_ID = "mechscope-selectivity-style-v1";
-const PALETTE = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#eeca3b", "#9d755d", "#ff9da6", "#bab0ac"];
 const BAR = "#4c78a8";
 const ACCENT = "#f58518";
 const NAN_COLOR = "rgb(128,128,128)";
@@ -81,7 +81,7 @@ const CSS = `
 ${tokenCss(".ms-sel")}`;
 
 function classColor(c: number): string {
-  return c >= 0 ? PALETTE[c % PALETTE.length] : NAN_COLOR;
+  return c >= 0 ? categoryColor(c) : NAN_COLOR;
 }
 
 /** Short axis tick text: 0, 0.25, 0.5 ... */
@@ -94,26 +94,10 @@ function decodeMaybe(enc: Maybe): Float32Array | null {
   return values ? Float32Array.from(values) : null;
 }
 
-interface Geometry {
-  left: number;
-  top: number;
-  width: number;
-  height: number;
-  xlo: number;
-  xhi: number;
-  ylo: number;
-  yhi: number;
-}
-
 function setupCanvas(canvas: HTMLCanvasElement, w: number, hgt: number): CanvasRenderingContext2D {
   const ctx = sizeCanvas(canvas, w, hgt);
   ctx.clearRect(0, 0, w, hgt);
   return ctx;
-}
-
-/** Text colour of an element (axes and labels: follows the light/dark theme). */
-function textColor(node: HTMLElement): string {
-  return getComputedStyle(node).color || "#333";
 }
 
 /** A label rotated a quarter turn, centred at (10, y) (the y axes' titles). */
@@ -216,7 +200,7 @@ class SelData {
 /** Selectivity indices binned; a click or the arrow keys select a bar's most selective neuron. */
 class Histogram {
   readonly canvas = h("canvas", "ms-sel-hist");
-  private geo: Geometry = { left: 0, top: 0, width: 1, height: 1, xlo: 0, xhi: 1, ylo: 0, yhi: 1 };
+  private geo: Plot = { left: 0, top: 0, width: 1, height: 1, xlo: 0, xhi: 1, ylo: 0, yhi: 1 };
   private bins: number[][] = []; // neuron ids per bin
   private nanBin: number[] = [];
   private keyBin = -1;
@@ -387,8 +371,9 @@ class SelScatter {
   readonly caption = h("div", "ms-sel-caption");
   readonly canvas = h("canvas", "ms-sel-scatter");
   readonly legend = h("div", "ms-legend");
-  private geo: Geometry = { left: 0, top: 0, width: 1, height: 1, xlo: 0, xhi: 1, ylo: 0, yhi: 1 };
+  private geo: Plot = { left: 0, top: 0, width: 1, height: 1, xlo: 0, xhi: 1, ylo: 0, yhi: 1 };
   private pad = { x: 0, y: 0 }; // what layout() added to each end of the ranges
+  private grid = new PointGrid(new Float32Array(0), new Float32Array(0), SCAT_W, SCAT_H);
 
   constructor(private readonly d: SelData, private readonly tip: Tooltip, private readonly root: HTMLElement) {
     this.canvas.tabIndex = 0;
@@ -467,13 +452,18 @@ class SelScatter {
   /** Every neuron's point, coloured by its preferred class; the selected one circled. */
   private points(ctx: CanvasRenderingContext2D, fg: string): void {
     const { d } = this;
+    const px = new Float32Array(d.N);
+    const py = new Float32Array(d.N);
     for (let i = 0; i < d.N; i++) {
       const [x, y, bad] = this.pos(i);
+      px[i] = x;
+      py[i] = y;
       ctx.fillStyle = bad ? NAN_COLOR : classColor(d.preferred[i]);
       ctx.globalAlpha = bad ? 0.9 : 0.75;
       ctx.fillRect(x - 1.5, y - 1.5, 3, 3);
     }
     ctx.globalAlpha = 1;
+    this.grid = new PointGrid(px, py, SCAT_W, SCAT_H);
     const sel = d.model.get("selected");
     if (sel >= 0 && sel < d.N) {
       const [x, y] = this.pos(sel);
@@ -511,27 +501,14 @@ class SelScatter {
     const yv = this.d.effect ? this.d.effect[i] : NaN;
     const okX = Number.isFinite(xv);
     const okY = Number.isFinite(yv);
-    const x = okX ? g.left + ((xv - g.xlo) / (g.xhi - g.xlo)) * g.width : g.left - 8;
-    const y = okY ? g.top + ((g.yhi - yv) / (g.yhi - g.ylo)) * g.height : g.top + g.height + 9;
-    return [x, y, !(okX && okY)];
+    const [px, py] = toPixel(g, okX ? xv : 0, okY ? yv : 0);
+    return [okX ? px : g.left - 8, okY ? py : g.top + g.height + 9, !(okX && okY)];
   }
 
-  /** The neuron within 8 px of the pointer, or -1. */
+  /** The neuron within 8 px of the pointer, or -1 (from the bucket grid of the drawn points). */
   private hit(ev: MouseEvent): number {
-    const r = this.canvas.getBoundingClientRect();
-    const x = ev.clientX - r.left;
-    const y = ev.clientY - r.top;
-    let best = -1;
-    let bestD = 64;
-    for (let i = 0; i < this.d.N; i++) {
-      const [px, py] = this.pos(i);
-      const dd = (px - x) ** 2 + (py - y) ** 2;
-      if (dd < bestD) {
-        bestD = dd;
-        best = i;
-      }
-    }
-    return best;
+    const [x, y] = eventPoint(this.canvas, ev);
+    return this.grid.nearest(x, y, 8);
   }
 }
 

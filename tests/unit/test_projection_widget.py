@@ -4,7 +4,6 @@ the summary, every input error's message, and the escaped offline snapshot of ho
 
 from __future__ import annotations
 
-import json
 import re
 
 import numpy as np
@@ -20,6 +19,7 @@ from tests.helpers import model_fingerprint
 from tests.hostile import CATALOGUE
 from tests.hostile_projection import make
 from tests.unit.test_directions import _hook_last
+from tests.unit.test_token_text import snapshot_state
 
 
 def test_from_directions_matches_plain_hooks(tiny_llama):
@@ -118,26 +118,18 @@ def test_five_thousand_points_snapshot_size():
     assert w.n_points == n and len(w.vocab) == n
 
 
-def snapshot_state(widget) -> dict:
-    html = widget.offline_html()
-    match = re.search(r"const state = (\{.*?\});\n", html)
-    assert match, "state not found in the snapshot"
-    return json.loads(match.group(1))
-
-
 def test_snapshot_escapes_hostile_text():
     w = make(CATALOGUE[1])
-    html = w.offline_html()
-    assert html is not None
-    for s in CATALOGUE:
-        if any(c in s for c in "<>&\u2028\u2029"):
-            assert s not in html, s
-    assert "<img" not in html and "<svg" not in html and "<a " not in html
-    assert html.count("</script>") == 1  # only the snapshot's own closing tag
+    html = w.offline_html() or ""
+    markup = [s for s in CATALOGUE if set(s) & set("<>&\u2028\u2029")]
+    assert html and [s for s in markup if s in html] == []
+    assert html.count("</script>") == 1 and re.search(r"<(img|svg|a )", html) is None  # only its own </script>
     state = snapshot_state(w)  # the escaped JSON still decodes to the literal strings
-    assert state["title"] == CATALOGUE[1] and state["classes"] == [CATALOGUE[2], CATALOGUE[9]]
-    assert state["x_name"] == CATALOGUE[1] and state["value_name"] == CATALOGUE[0]
-    assert set(state["vocab"]) <= set(CATALOGUE) and state["selected"] == [0, 5]
-    assert all(isinstance(state[k]["data"], str) for k in ("x", "y", "labels", "token_ids", "offsets", "token_values"))
+    assert (state["title"], state["x_name"], state["y_name"], state["value_name"]) == (
+        CATALOGUE[1], CATALOGUE[1], CATALOGUE[11], CATALOGUE[0])
+    assert state["classes"] == [CATALOGUE[2], CATALOGUE[9]] and state["selected"] == [0, 5]
+    assert set(state["vocab"]) <= set(CATALOGUE)
+    arrays = ("x", "y", "labels", "token_ids", "offsets", "token_values")
+    assert {type(state[k]["data"]) for k in arrays} == {str}  # base64, not lists
     data, _ = w._repr_mimebundle_()
     assert "<script" not in data["text/html"] and data["text/plain"] == w.summary()
