@@ -1,0 +1,91 @@
+"""The real corpus (`make corpus`): built from the pinned Debian packages into the corpus cache
+(``$MECHSCOPE_CORPUS_DIR`` or ``~/.cache/mechscope/corpus``), resumed if already there.
+
+Needs the embedded model's tokenizer (``make model``) and, unless every source is cached
+already, Debian apt (``apt-get download``); skipped with the reason when apt cannot fetch."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from mechscope.corpus import GENRES, SOURCES, build, corpus_dir, heldout, load
+from mechscope.corpus.builder import source_key
+
+pytestmark = pytest.mark.embedded
+
+
+def _all_parsed(root: Path) -> bool:
+    return all((root / "parsed" / f"{s.name}-{source_key(s)}.jsonl").is_file() for s in SOURCES)
+
+
+def _apt_reason() -> str | None:
+    """Why apt cannot fetch (None when it can): tries the smallest package, fortunes-min."""
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        return "apt-get/dpkg-deb not installed (not a Debian system)"
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            run = subprocess.run(["apt-get", "download", "fortunes-min"], cwd=tmp,
+                                 capture_output=True, text=True, timeout=60, check=False)
+        except subprocess.TimeoutExpired:
+            return "apt-get download timed out (no network to the Debian mirror)"
+        if run.returncode != 0:
+            return f"apt-get download fails: {run.stderr.strip()[-200:]}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    root = corpus_dir()
+    if not _all_parsed(root):
+        reason = _apt_reason()
+        if reason:
+            pytest.skip(f"cannot build the corpus: {reason}")
+    build(progress=False)
+    return load("train"), load("heldout")
+
+
+def test_corpus_size_languages_genres(corpus) -> None:
+    train, held = corpus
+    assert train.n_tokens + held.n_tokens >= 2_000_000
+    natural = (train.languages | held.languages) - {"python"}
+    assert len(natural) >= 3, natural
+    tokens = {g: train.genres.get(g, 0) + held.genres.get(g, 0) for g in GENRES}
+    assert all(n >= 10_000 for n in tokens.values()), tokens
+    assert 0.03 < held.n_tokens / (train.n_tokens + held.n_tokens) < 0.07
+    assert [s["name"] for s in train.sources] == [s.name for s in SOURCES]
+
+
+def test_manifest_pins_and_counts(corpus) -> None:
+    train, held = corpus
+    declared = {d.package: d.sha256 for s in SOURCES for d in s.debs}
+    for row in train.sources:
+        for pkg in row["packages"]:
+            if pkg["package"] in declared:
+                assert pkg["sha256"] == declared[pkg["package"]]
+        assert row["splits"]["train"]["docs"] > 0
+    counted = sum(d["tokens"] for d in held.documents)
+    assert counted == held.n_tokens
+
+
+def test_documents_are_split_by_hash_and_unique(corpus) -> None:
+    train, held = corpus
+    for doc in held.documents[:2000]:
+        assert heldout(doc["text"]) and doc["id"] == hashlib.sha256(
+            doc["text"].encode()).hexdigest()[:16]
+    ids = [d["id"] for d in held.documents]
+    assert len(ids) == len(set(ids))
+    assert not any(heldout(t) for t in train.texts(2000))
+
+
+def test_token_counts_are_smollm2(corpus, embedded) -> None:
+    """The stored counts equal the model's own tokenizer (transformers, not `tokenizers`)."""
+    _, held = corpus
+    tok = embedded.tokenizer
+    for doc in held.documents[:50]:
+        assert len(tok(doc["text"], add_special_tokens=False)["input_ids"]) == doc["tokens"]
