@@ -78,6 +78,7 @@ _KJV_EVIDENCE = "King James Version text of the Bible is expired"
 #: Books of the KJV written as verse (the bible program's abbreviations).
 KJV_VERSE_BOOKS = ("Job", "Psa", "Prv", "Eccl", "SSol", "Lam")
 
+#: The declared sources, in build order (deduplication keeps the first copy of a text).
 SOURCES: tuple[Source, ...] = (
     Source("kjv-prose", (_KJV_TEXT, _KJV_BIN), "kjv", _KJV_LICENCE, _KJV_EVIDENCE, "en",
            "prose", {"verse_books": KJV_VERSE_BOOKS, "keep": "prose"},
