@@ -252,3 +252,29 @@ def test_a_deb_with_the_wrong_sha256_is_refused(tmp_path: Path) -> None:
     src = Source("jargon", (deb,), "jargon", "pd", "public domain", "en", "definitions", {})
     with pytest.raises(InputError, match="expected the pinned f{64}: delete it"):
         build(tmp_path, progress=False, sources=[src], count_tokens=words)
+
+
+def test_an_interrupted_build_resumes(tree: tuple[Path, list[Source]]) -> None:
+    """Interrupted while counting the third source: the first two stay done, no temporary
+    file is left, the next build finishes and equals an uninterrupted one."""
+    root, sources = tree
+    calls = []
+
+    def interrupted(texts: list[str]) -> list[int]:
+        calls.append(texts)
+        if any("Fortune one" in t for t in texts):
+            raise KeyboardInterrupt
+        return words(texts)
+
+    with pytest.raises(KeyboardInterrupt):
+        build(root, progress=False, sources=sources, count_tokens=interrupted)
+    assert len(list((root / "parsed").glob("*.jsonl"))) == 2
+    assert not list(root.rglob("*.tmp")) and not (root / "manifest.json").exists()
+    with pytest.raises(InputError, match="not built"):
+        load("train", cache_dir=root)
+    resumed = build(root, progress=False, sources=sources, count_tokens=words)
+    fresh_root = root.parent / "fresh"
+    fresh = build(fresh_root, progress=False, sources=fake_sources(fresh_root, root.parent / "lib"),
+                  count_tokens=words)
+    assert resumed.documents == fresh.documents
+    assert oct((root / "train.jsonl").stat().st_mode & 0o777) == "0o644"

@@ -125,10 +125,13 @@ def _extract(deb: Any, root: Path, log: Callable[[str], None]) -> Path:
                          "delete it and run `make corpus` again.")
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{deb.key}.", dir=target.parent))
-    subprocess.run(["dpkg-deb", "-x", str(path), str(staging)], check=True)
-    (staging / ".complete").write_text(json.dumps({"sha256": digest}))
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(staging, target)
+    try:
+        subprocess.run(["dpkg-deb", "-x", str(path), str(staging)], check=True)
+        (staging / ".complete").write_text(json.dumps({"sha256": digest}))
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(staging, target)
+    finally:  # an interrupted extraction leaves nothing behind
+        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
@@ -180,6 +183,7 @@ def _parse_source(source: Source, root: Path, count: Callable[[list[str]], list[
             "sha256": sha, "docs": len(docs), "tokens": sum(tokens)}
 
     def write(tmp: Path) -> None:
+        os.chmod(tmp, 0o644)
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(json.dumps(head, ensure_ascii=False) + "\n")
             for (text, genre), n in zip(docs, tokens, strict=True):
@@ -237,11 +241,13 @@ def _assemble(sources: Sequence[Source], parsed: Sequence[Path]) -> tuple[dict[s
 
 
 def _write_text(path: Path, text: str) -> None:
+    os.chmod(path, 0o644)
     path.write_text(text, encoding="utf-8")
 
 
 def _write_jsonl(path: Path, docs: Iterable[dict[str, Any]]) -> None:
     def write(tmp: Path) -> None:
+        os.chmod(tmp, 0o644)
         with open(tmp, "w", encoding="utf-8") as f:
             for d in docs:
                 f.write(json.dumps(d, ensure_ascii=False) + "\n")
