@@ -2,11 +2,14 @@
 points drawn in its palette colour where Python puts them, hover shows the point's class and text
 (hostile text literal), click / shift-click / drag select and the token panel shows the selected
 texts (coloured by their values), arrow keys move to the nearest point that way, and a 5,000-point
-plot answers hovers through its bucket grid. Screenshots go to build/screenshots/."""
+plot answers hovers through its bucket grid. Live in JupyterLab: a click reaches the kernel's
+``w.selected`` and the kernel's selection redraws the panel. Screenshots go to build/screenshots/."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,15 +18,45 @@ from mechscope.analysis.directions import concept_directions
 from mechscope.datasets.labelled import labelled_texts
 from mechscope.widgets import decode_array
 from mechscope.widgets.projection import ProjectionScatter
-from tests.browser.offline_page import HOSTILE, assert_clean, visible_token
+from tests.browser.lab import Lab
+from tests.browser.lab_notebook import ROUND_TRIP_MS, Notebook, open_widget
+from tests.browser.offline_page import (
+    HOSTILE,
+    SCREENSHOTS,
+    assert_clean,
+    offline_context,
+    open_offline,
+    page_html,
+    visible_token,
+)
 from tests.hostile import CATALOGUE, FORBIDDEN_ELEMENTS
 from tests.hostile_projection import make
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 
 #: js/lib/scatter.ts's CATEGORY_PALETTE, first three.
 PALETTE = [(0x4C, 0x78, 0xA8), (0xF5, 0x85, 0x18), (0x54, 0xA2, 0x4B)]
 CANVAS = "canvas.ms-ps-canvas"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[tuple[Any, Any]]:
+    """One headless Chromium for this module's offline pages and its live JupyterLab page
+    (Playwright's sync API runs one instance per thread)."""
+    with offline_context() as pair:
+        yield pair
+
+
+@pytest.fixture(scope="module")
+def chromium(browser: tuple[Any, Any]) -> Any:
+    return browser[0]
+
+
+@pytest.fixture(scope="module")
+def open_page(browser: tuple[Any, Any]) -> Any:
+    """``open(widget, name)``: the widget's offline snapshot, network cut (offline_page.py)."""
+    context, tmp = browser
+    return lambda widget, name: open_offline(context, tmp / f"{name}.html", page_html(widget.offline_html()))
 
 
 def pixel_positions(pg, w: ProjectionScatter) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -192,3 +225,45 @@ def test_five_thousand_points_hover_round_trip(open_page):
     assert np.median(times) < 0.5 and per_move < 4.0
     pg.screenshot("projection_5000")
     assert_clean(pg)
+
+
+# ==== live in JupyterLab: the selection round trip with the kernel ===============================
+
+LAB_CELLS = [
+    "import mechscope\nfrom mechscope.analysis.directions import concept_directions\n"
+    "from mechscope.datasets.labelled import labelled_texts\nfrom mechscope.widgets import decode_array\n"
+    "model = mechscope.tiny_model(\"llama\")\n"
+    "cd = concept_directions(model, labelled_texts([\"animals\", \"code\"], n_per_class=8, seed=3), layer=1, k=2)",
+    "w = cd.show(title=\"live\")\nw",
+]
+
+
+@pytest.fixture(scope="module")
+def live(jupyter_lab: Lab, chromium: Any) -> Iterator[tuple[Notebook, Any]]:
+    with open_widget(jupyter_lab, chromium, "lab-projection.ipynb", LAB_CELLS, 2,
+                     '.jp-OutputArea-output [data-ms-ready="1"] .ms-ps', CANVAS) as (nb, root, canvas):
+        yield nb, root
+
+
+def test_live_click_reaches_the_kernel_and_the_kernel_selects(live):
+    nb, root = live
+    canvas = root.locator(CANVAS)
+    plot = canvas.evaluate("(c) => JSON.parse(c.dataset.plot)")
+    xy = nb.json("[decode_array(w.x).tolist(), decode_array(w.y).tolist()]")
+    x, y = np.array(xy[0]), np.array(xy[1])
+    px = plot["left"] + (x - plot["xlo"]) / (plot["xhi"] - plot["xlo"]) * plot["width"]
+    py = plot["top"] + (plot["yhi"] - y) / (plot["yhi"] - plot["ylo"]) * plot["height"]
+    i = isolated(px, py)[0]
+    box = canvas.bounding_box()
+    page = nb.page
+    page.mouse.move(box["x"] + px[i], box["y"] + py[i])
+    assert root.locator(".ms-tooltip .ms-ps-tiptext").inner_text() == visible_token(nb.json(f"w.text({i})"))
+    page.mouse.click(box["x"] + px[i], box["y"] + py[i])
+    nb.wait_value("w.selected", [i])
+    assert "".join(root.locator(".ms-ps-text .ms-tok").all_text_contents()) == visible_token(nb.json(f"w.text({i})"))
+    nb.eval("setattr(w, 'selected', [3, 12])")
+    nb.page.wait_for_selector('.jp-Notebook .ms-ps[data-selected="3,12"]', state="attached", timeout=ROUND_TRIP_MS)
+    texts = [("".join(line.locator(".ms-tok").all_text_contents())) for line in root.locator(".ms-ps-text").all()]
+    assert texts == [visible_token(t) for t in nb.json("w.selected_texts()")]
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    root.screenshot(path=str(SCREENSHOTS / "lab-projection.png"))
