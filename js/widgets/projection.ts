@@ -38,6 +38,7 @@ const W = 560;
 const H = 420;
 const PAD = { left: 52, right: 12, top: 10, bottom: 34 };
 const MAX_SHOWN = 200; // selected texts drawn at most
+const MAX_RINGS = 50; // selected points ringed at most (more: only the fading marks them)
 const TIP_CHARS = 400; // a hovered text is cut after this many characters
 const DATA = ["x", "y", "labels", "token_ids", "offsets", "token_values", "vocab", "classes", "x_name", "y_name",
   "value_name", "title"] as const;
@@ -204,23 +205,30 @@ class ProjectionView {
     this.hover(i, r.left + this.grid.px[i], r.top + this.grid.py[i]);
   }
 
-  /** The plot box, every point in its class's colour (the classes in order, so later classes lie
-   * on top), the selected points ringed, the frame and the axes. */
+  /** Every point in its class's colour (the classes in order, so later classes lie on top); with
+   * a selection, the others faded and the selected drawn over them (ringed when at most MAX_RINGS);
+   * then the frame and the axes. */
   private drawPoints(): void {
     const ctx = sizeCanvas(this.canvas, W, H);
     const fg = textColor(this.root);
     const { px, py } = this.grid;
+    const sel = (this.model.get("selected") ?? []).filter((i) => i >= 0 && i < px.length);
+    const chosen = new Uint8Array(px.length);
+    for (const i of sel) chosen[i] = 1;
     const n = this.model.get("classes").length;
-    ctx.globalAlpha = 0.8;
-    for (let c = 0; c < n; c++) {
-      ctx.fillStyle = categoryColor(c);
-      for (let i = 0; i < px.length; i++) if (this.labels[i] === c) ctx.fillRect(px[i] - 2, py[i] - 2, 4, 4);
+    for (const pass of sel.length ? [0, 1] : [0]) {
+      ctx.globalAlpha = !sel.length ? 0.8 : pass ? 0.95 : 0.15;
+      for (let c = 0; c < n; c++) {
+        ctx.fillStyle = categoryColor(c);
+        for (let i = 0; i < px.length; i++) {
+          if (this.labels[i] === c && (!sel.length || chosen[i] === pass)) ctx.fillRect(px[i] - 2, py[i] - 2, 4, 4);
+        }
+      }
     }
     ctx.globalAlpha = 1;
     ctx.strokeStyle = fg;
     ctx.lineWidth = 1.5;
-    for (const i of this.model.get("selected") ?? []) {
-      if (i < 0 || i >= px.length) continue;
+    for (const i of sel.length <= MAX_RINGS ? sel : []) {
       ctx.beginPath();
       ctx.arc(px[i], py[i], 5, 0, Math.PI * 2);
       ctx.stroke();

@@ -24,6 +24,7 @@ from tests.browser.offline_page import (
     HOSTILE,
     SCREENSHOTS,
     assert_clean,
+    canvas_pixel,
     offline_context,
     open_offline,
     page_html,
@@ -223,6 +224,26 @@ def test_five_thousand_points_hover_round_trip(open_page):
     print(f"hover round trip (Playwright move -> tooltip read) median {np.median(times) * 1e3:.1f} ms; "
           f"in-page handler {per_move:.3f} ms per mousemove")
     assert np.median(times) < 0.5 and per_move < 4.0
+    # a drag over most of the plot selects thousands: exactly the points inside, the first 200 listed
+    plot = pg.page.evaluate(f"JSON.parse(document.querySelector({CANVAS!r}).dataset.plot)")
+    x0, y0, x1, y1 = plot["left"] + 20, plot["top"] + 20, plot["left"] + 400, plot["top"] + 350
+    box = canvas_box(pg)
+    pg.page.mouse.move(box["x"] + x0, box["y"] + y0)
+    pg.page.mouse.down()
+    pg.page.mouse.move(box["x"] + x1, box["y"] + y1, steps=3)
+    pg.page.mouse.up()
+    inside = np.flatnonzero((px >= x0) & (px <= x1) & (py >= y0) & (py <= y1))
+    assert len(inside) > 1000
+    assert pg.page.locator(".ms-ps").get_attribute("data-selected") == ",".join(map(str, inside))
+    assert pg.page.locator(".ms-ps-text").count() == 200
+    assert pg.page.locator(".ms-ps-info").inner_text() == f"{len(inside)} selected (the first 200 shown)"
+    chosen = set(inside.tolist())
+    a = next(i for i in free if i in chosen)
+    b = next(i for i in free if i not in chosen)
+    # selected drawn at alpha 0.95, the rest faded to 0.15, each in its class's colour
+    for i, alpha in ((a, 242), (b, 38)):
+        rgba = canvas_pixel(pg, CANVAS, px[i], py[i])
+        assert abs(rgba[3] - alpha) <= 2 and max(abs(g - e) for g, e in zip(rgba[:3], PALETTE[labels[i]], strict=True)) <= 4, (i, rgba)
     pg.screenshot("projection_5000")
     assert_clean(pg)
 
