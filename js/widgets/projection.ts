@@ -206,11 +206,12 @@ class ProjectionView {
   }
 
   /** Every point in its class's colour (the classes in order, so later classes lie on top); with
-   * a selection, the others faded and the selected drawn over them (ringed when at most MAX_RINGS);
-   * then the frame and the axes. */
+   * a selection, the others faded and the selected drawn over them (ringed when at most MAX_RINGS),
+   * all over the frame and the axes. */
   private drawPoints(): void {
     const ctx = sizeCanvas(this.canvas, W, H);
     const fg = textColor(this.root);
+    drawFrame(ctx, this.plot, fg, this.model.get("x_name"), this.model.get("y_name"));
     const { px, py } = this.grid;
     const sel = (this.model.get("selected") ?? []).filter((i) => i >= 0 && i < px.length);
     const chosen = new Uint8Array(px.length);
@@ -233,7 +234,6 @@ class ProjectionView {
       ctx.arc(px[i], py[i], 5, 0, Math.PI * 2);
       ctx.stroke();
     }
-    drawFrame(ctx, this.plot, fg, this.model.get("x_name"), this.model.get("y_name"));
   }
 
   /** The selected texts (the first MAX_SHOWN), each with its class and index, token by token. */

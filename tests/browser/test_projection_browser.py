@@ -55,9 +55,10 @@ def chromium(browser: tuple[Any, Any]) -> Any:
 
 @pytest.fixture(scope="module")
 def open_page(browser: tuple[Any, Any]) -> Any:
-    """``open(widget, name)``: the widget's offline snapshot, network cut (offline_page.py)."""
+    """``open(widget, name, dark=False)``: the widget's offline snapshot, network cut (offline_page.py)."""
     context, tmp = browser
-    return lambda widget, name: open_offline(context, tmp / f"{name}.html", page_html(widget.offline_html()))
+    return lambda widget, name, dark=False: open_offline(context, tmp / f"{name}{'-dark' * dark}.html",
+                                                         page_html(widget.offline_html(), dark))
 
 
 def pixel_positions(pg, w: ProjectionScatter) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -288,3 +289,14 @@ def test_live_click_reaches_the_kernel_and_the_kernel_selects(live):
     assert texts == [visible_token(t) for t in nb.json("w.selected_texts()")]
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     root.screenshot(path=str(SCREENSHOTS / "lab-projection.png"))
+
+
+def test_dark_theme_axes_follow_the_ink(open_page):
+    w = ProjectionScatter([0.0, 1.0, 2.0], [0.0, 2.0, 1.0], [0, 1, 1], ["a", "b"], ["p", "q", "r"])
+    for dark, light_ink in ((False, False), (True, True)):
+        pg = open_page(w, "projection_theme", dark)
+        plot = pg.page.evaluate(f"JSON.parse(document.querySelector({CANVAS!r}).dataset.plot)")
+        rgba = canvas_pixel(pg, CANVAS, plot["left"] + plot["width"] * 0.3, plot["top"] - 0.5)  # the frame's top
+        assert rgba[3] > 100 and (min(rgba[:3]) > 180) == light_ink, (dark, rgba)
+        assert_clean(pg)
+    pg.screenshot("projection_dark")
