@@ -112,7 +112,8 @@ class ProjectionView {
     c.addEventListener("mousedown", (ev) => {
       const [x, y] = eventPoint(c, ev);
       this.drag = { x, y, moved: false, shift: ev.shiftKey };
-      ev.preventDefault();
+      ev.preventDefault(); // no text selection while dragging; keep the keys on the plot instead
+      c.focus({ preventScroll: true });
     });
     window.addEventListener("mouseup", this.up);
     c.addEventListener("mouseleave", () => {

@@ -127,6 +127,7 @@ def test_real_directions_drawn_clicked_dragged_and_keys(open_page, tiny_llama):
     assert pg.page.locator(".ms-ps").get_attribute("data-selected") == str(i)
     assert pg.page.locator(".ms-ps-text").count() == 1
     assert "".join(pg.page.locator(".ms-ps-text .ms-tok").all_text_contents()) == cd.texts[i]
+    assert pg.page.evaluate("document.activeElement.classList.contains('ms-ps-canvas')")  # a click focuses the plot
     click_at(pg, px[j], py[j], shift=True)
     assert pg.page.locator(".ms-ps").get_attribute("data-selected") == f"{i},{j}"
     assert pg.page.locator(".ms-ps-info").inner_text() == "2 selected"
