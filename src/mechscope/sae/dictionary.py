@@ -172,6 +172,31 @@ class SAE(torch.nn.Module):
             w_enc = torch.randn(config.d_in, config.d_sae, generator=g) / config.d_in ** 0.5
         return cls(config, {"W_enc": w_enc, "W_dec": w_dec})
 
+    @classmethod
+    def load(cls, path_or_id: Any, **kwargs: Any) -> SAE:
+        """`mechscope.sae.formats.load`: a dictionary from a SAELens, sparsify, Gemma Scope or
+        dictionary_learning folder or file, or a Hub id.
+
+        >>> import tempfile
+        >>> SAE.load(SAE.random(4, 8).save(tempfile.mkdtemp())).cfg.d_sae
+        8
+        """
+        from .formats import load
+
+        return load(path_or_id, **kwargs)
+
+    def save(self, path: Any) -> Any:
+        """`mechscope.sae.formats.save`: this dictionary in SAELens's format (``cfg.json`` +
+        ``sae_weights.safetensors``) in the folder ``path``; returns the folder.
+
+        >>> import tempfile
+        >>> SAE.random(4, 8).save(tempfile.mkdtemp()).is_dir()
+        True
+        """
+        from .formats import save
+
+        return save(self, path)
+
     def weights(self) -> dict[str, np.ndarray]:
         """Every parameter as a float32 numpy array, by name.
 
