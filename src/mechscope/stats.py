@@ -65,6 +65,31 @@ def summarize(per_example: np.ndarray, *, level: float = LEVEL, n_boot: int = N_
                    ci_high=np.asarray(high, dtype=np.float32), n=n, level=level)
 
 
+def bootstrap(per_example: np.ndarray, statistic: Any, *, level: float = LEVEL, n_boot: int = N_BOOT,
+              seed: int = 0) -> tuple[float, float, float]:
+    """``statistic(rows)`` of all examples and its percentile bootstrap interval, resampling
+    whole rows of ``per_example`` (examples, ...): for statistics that are not a mean over
+    examples, e.g. a ratio of sums.
+
+    >>> sums = np.array([[1.0, 2.0], [2.0, 4.0], [3.0, 6.0]])     # (texts, [numerator, denominator])
+    >>> bootstrap(sums, lambda r: r[:, 0].sum() / r[:, 1].sum())
+    (0.5, 0.5, 0.5)
+    """
+    values = np.asarray(per_example, dtype=np.float64)
+    if values.ndim == 0 or values.shape[0] == 0:
+        raise InputError("no examples to bootstrap: give at least one.")
+    n = values.shape[0]
+    value = float(statistic(values))
+    if n == 1:
+        return value, value, value
+    rng = np.random.default_rng(seed)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boots = np.array([float(statistic(values[rng.integers(0, n, n)])) for _ in range(n_boot)])
+    tail = (1 - level) / 2 * 100
+    low, high = np.nanpercentile(boots, [tail, 100 - tail])
+    return value, float(low), float(high)
+
+
 def nanmean(values: np.ndarray) -> np.ndarray:
     """Mean over axis 0 leaving NaN out (NaN where every value is NaN), without a warning."""
     finite = ~np.isnan(values)

@@ -1,6 +1,9 @@
 """Sparse dictionary features: sparse autoencoders and transcoders on a model's sites.
 
-`SAE` (one dictionary; `mechscope.sae.dictionary`), with its maths in torch and numpy.
+`SAE` (one dictionary; `mechscope.sae.dictionary`), with its maths in torch and numpy;
+`evaluate` (L0, FVU, CE recovered, KL, dead and dense latents; `mechscope.sae.evaluation`);
+`Splice` / `spliced_logits` (a dictionary in the forward pass, error term optional);
+`load` / `save` (SAELens, sparsify, Gemma Scope, dictionary_learning files; `mechscope.sae.formats`).
 
 >>> import mechscope
 >>> sae = mechscope.sae.SAE.random(d_in=16, d_sae=64, architecture="topk", k=8)
@@ -9,5 +12,9 @@
 """
 
 from .dictionary import ARCHITECTURES, KINDS, SAE, SAEConfig
+from .evaluation import SAEEvaluation, evaluate
+from .formats import load, save
+from .splice import Splice, check_fits, spliced_logits
 
-__all__ = ["SAE", "SAEConfig", "ARCHITECTURES", "KINDS"]
+__all__ = ["SAE", "SAEConfig", "ARCHITECTURES", "KINDS", "SAEEvaluation", "evaluate", "Splice", "check_fits",
+           "spliced_logits", "load", "save"]

@@ -284,6 +284,20 @@ class SAE(torch.nn.Module):
         """
         return self.decode(self.encode(x), x if self.cfg.kind == "skip_transcoder" else None)
 
+    def evaluate(self, model: Any, texts: Any, **kwargs: Any) -> Any:
+        """`mechscope.sae.evaluation.evaluate` of this dictionary on ``model`` and ``texts``:
+        ``l0``, ``fvu``, ``ce_recovered``, ``dead_fraction`` and the rest (`SAEEvaluation`).
+
+        >>> import mechscope
+        >>> model = mechscope.tiny_model("llama")
+        >>> ev = SAE.random(model.d_model, 16, layer=0).evaluate(model, ["a b c d"], progress=False)
+        >>> 0.0 <= ev.dead_fraction <= 1.0
+        True
+        """
+        from .evaluation import evaluate
+
+        return evaluate(self, model, texts, **kwargs)
+
     # ---- normalisation -----------------------------------------------------------------------
     def fold_scale(self, scale: float) -> SAE:
         """A copy that works on raw activations when this one was trained on ``x / scale``.
