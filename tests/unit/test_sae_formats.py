@@ -144,6 +144,10 @@ def test_gemma_scope_reader_equals_numpy(tmp_path):
     np.testing.assert_allclose(sae.encode(X), f, atol=1e-5)
     np.testing.assert_allclose(sae(X), f @ w["W_dec"] + w["b_dec"], atol=1e-4)
     assert (sae.cfg.site, sae.cfg.layer, sae.cfg.model) == ("resid", 5, "google/gemma-2-2b")
+    np.savez(path, **{**w, "threshold": np.array([_Evil(tmp_path / "pwned")], dtype=object)})
+    with pytest.raises(InputError, match=r"params\.npz.*(pickle|Object arrays)"):
+        load(path)
+    assert not (tmp_path / "pwned").exists()
 
 
 def _ae_pt(folder: Path, state: dict, dict_class: str, **trainer) -> Path:

@@ -276,8 +276,9 @@ def resolve_hub(repo: str, hookpoint: str | None) -> tuple[Path, str | None]:
             why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     where = f"{repo_id}/{sub}" if sub else repo_id
     raise InputError(f"cannot fetch the dictionary {where!r} from the Hugging Face Hub ({why}) and it is not in "
-                     f"the local Hub cache: download the folder (huggingface-cli download {repo_id}"
-                     f"{' --include ' + repr(sub + '/*') if sub else ''}) where a network exists and pass its path.")
+                     f"the local Hub cache: download the folder (hf download {repo_id}"
+                     f"{' --include ' + repr(sub + '/*') if sub else ''} --local-dir DIR) where a network exists "
+                     "and pass its path (DIR" + (f"/{sub}" if sub else "") + ").")
 
 
 __all__ = ["read_safetensors", "read_sparsify", "read_gemma_scope", "read_dictionary_learning",
