@@ -249,8 +249,11 @@ def test_width_must_fit_the_model(tmp_path):
 
     model = mechscope.tiny_model("llama")
     folder = SAE.random(model.d_model + 1, 16, layer=0, model="other").save(tmp_path / "w")
-    with pytest.raises(InputError, match=rf"{model.d_model + 1}-wide.*{model.d_model} wide"):
+    with pytest.raises(InputError, match=rf"{model.d_model + 1}-wide.*'other'.*{model.d_model} wide"):
         load(folder, model=model)
+    unnamed = SAE.random(model.d_model + 1, 16, layer=0).save(tmp_path / "u")
+    with pytest.raises(InputError, match=rf"reads {model.d_model + 1}-wide vectors \(resid at layer 0\) but"):
+        load(unnamed, model=model)
     assert load(SAE.random(model.d_model, 16, layer=0).save(tmp_path / "ok"), model=model).cfg.model == model.name
 
 

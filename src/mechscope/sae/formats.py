@@ -298,9 +298,9 @@ def load(path_or_id: str | os.PathLike[str], *, model: Any = None, layer: int | 
     if model is not None and not isinstance(model, str):
         from .splice import check_fits
 
+        check_fits(sae, model)
         if not cfg.model:
             sae = SAE(replace(cfg, model=str(getattr(model, "name", ""))), weights)
-        check_fits(sae, model)
     return sae
 
 
