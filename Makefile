@@ -12,7 +12,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export TOKENIZERS_PARALLELISM := false
 
 .PHONY: setup install js model chromium lab test test-unit test-integration test-browser \
-        test-notebooks test-slow test-ndif ndif-env demo html lint bench clean docs
+        test-notebooks test-slow test-ndif ndif-env demo html lint bench clean docs corpus
 
 ## ---- set-up (idempotent; each step says what it does) --------------------------------
 $(STAMP): pyproject.toml package.json package-lock.json
@@ -46,6 +46,10 @@ model: $(STAMP)
 	$(PY) -c "from mechscope.models import embedded; embedded.prepare(verbose=True)"
 
 setup: install js model
+
+## offline text corpus (pinned Debian packages + the stdlib's source) in ~/.cache/mechscope/corpus
+corpus: $(STAMP) model
+	$(PY) -m mechscope.corpus
 
 chromium:
 	@if command -v chromium >/dev/null; then echo "==> chromium: $$(chromium --version 2>/dev/null)"; \

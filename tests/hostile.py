@@ -129,10 +129,12 @@ def widgets() -> dict[str, Any]:
     out["Dynamics"] = Dynamics(result, title=title)
 
     from tests.hostile_attention import make as attention_patterns
+    from tests.hostile_projection import make as projection_scatter
     from tests.hostile_superposition import make as superposition
     from tests.hostile_token_text import make as token_text
 
     out["AttentionPatterns"] = attention_patterns(title)
     out["TokenText"] = token_text(title)
     out["Superposition"] = superposition(title)
+    out["ProjectionScatter"] = projection_scatter(title)
     return out

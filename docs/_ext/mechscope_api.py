@@ -44,6 +44,8 @@ NAMESPACES = (
     "mechscope.datasets",
     "mechscope.publish",
     "mechscope.dynamics",
+    "mechscope.corpus",
+    "mechscope.sae",
     "mechscope.widgets",
 )
 

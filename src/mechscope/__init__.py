@@ -18,6 +18,7 @@ from .analysis.collect import collect
 from .analysis.directions import Analogy, ConceptDirections, analogy, concept_directions
 from .analysis.logit_lens import LogitLensResult, logit_lens
 from .analysis.over_dataset import DatasetReading
+from .analysis.polysemantic import PolysemanticResult, polysemantic
 from .analysis.probes import AmnesicResult, ProbeResult, probe, project_out
 from .analysis.selectivity import SelectivityResult, selectivity
 from .analysis.store import ActivationStore
@@ -48,7 +49,7 @@ __version__ = "0.1.0"
 
 #: Public submodules, imported on first use (``mechscope.metrics.logit_diff`` works after a
 #: plain ``import mechscope``, and ``import mechscope`` stays as fast as before).
-SUBMODULES = ("analysis", "datasets", "dynamics", "errors", "interventions", "metrics", "models",
+SUBMODULES = ("analysis", "corpus", "datasets", "dynamics", "errors", "interventions", "metrics", "models",
               "publish", "sae", "toys", "validate", "widgets")
 #: Names of `mechscope.publish` also offered at the top level, imported on first use.
 _FROM_PUBLISH = ("PublishReport", "export_html", "publish_site")
@@ -71,10 +72,12 @@ __all__ = [*SUBMODULES, *_FROM_PUBLISH,
     "Analogy",
     "AttentionResult",
     "ConceptDirections",
+    "PolysemanticResult",
     "ProbeResult",
     "analogy",
     "attention",
     "concept_directions",
+    "polysemantic",
     "probe",
     "project_out",
     "Ablated",

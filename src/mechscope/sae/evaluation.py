@@ -60,7 +60,15 @@ DENSITY_EDGES = np.arange(-8.0, 0.01, 0.25)
 @dataclass(frozen=True)
 class SAEEvaluation:
     """One dictionary's numbers (see the module docstring for each); ``per_text`` holds the
-    per-text sums the intervals resample (columns `PER_TEXT`)."""
+    per-text sums the intervals resample (columns `PER_TEXT`).
+
+    >>> import mechscope
+    >>> from mechscope.sae import SAE
+    >>> model = mechscope.tiny_model("llama")
+    >>> ev = evaluate(SAE.random(model.d_model, 16, layer=0), model, ["a b c d e"], progress=False)
+    >>> ev.per_text.shape, "ce_recovered" in ev.to_pandas().columns
+    ((1, 7), True)
+    """
 
     name: str
     n_texts: int
@@ -143,6 +151,13 @@ def evaluate(saes: SAE | Sequence[SAE], model: Model, texts: Sequence[str], *, c
     ``texts``: strings (e.g. held-out corpus documents), each cut to its first ``context``
     tokens; texts of fewer than 2 tokens are skipped. Each dictionary must fit ``model``
     (`mechscope.sae.splice.check_fits`), which is checked before any forward pass.
+
+    >>> import mechscope
+    >>> from mechscope.sae import SAE
+    >>> model = mechscope.tiny_model("gpt2")
+    >>> a, b = SAE.random(model.d_model, 16, layer=0), SAE.random(model.d_model, 16, layer=1)
+    >>> [round(e.fvu_ci[0], 3) <= round(e.fvu, 3) for e in evaluate([a, b], model, ["a b c", "d e f g"], progress=False)]
+    [True, True]
     """
     single = isinstance(saes, SAE)
     dicts: list[SAE] = [saes] if isinstance(saes, SAE) else list(saes)

@@ -139,6 +139,13 @@ def spliced_logits(model: Model, splices: Sequence[Splice], inputs: dict[str, to
 
     Each dictionary's output must come before the next one's input in the forward pass (one
     dictionary per site; a transcoder's output is its own layer's MLP).
+
+    >>> import mechscope
+    >>> from mechscope.sae import SAE
+    >>> model = mechscope.tiny_model("llama")
+    >>> tc = SAE.random(model.d_model, 32, kind="transcoder", layer=0)
+    >>> spliced_logits(model, [Splice(tc)], model.encode(["a b c"])).shape[-1] == model.vocab_size
+    True
     """
     plan = _plan(model, splices)
     unembed = model.logits()

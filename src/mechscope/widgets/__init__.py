@@ -21,9 +21,10 @@ from .dynamics import Dynamics
 from .heatmap import Heatmap
 from .logit_lens import LogitLens
 from .patching_map import PatchingMap
+from .projection import ProjectionScatter
 from .selectivity import Selectivity
 from .steering_playground import SteeringPlayground
 from .superposition import Superposition
 from .token_text import TokenText
 
-__all__ = ["AttentionPatterns", "Dynamics", "Heatmap", "LogitLens", "PatchingMap", "Selectivity", "SteeringPlayground", "Superposition", "TokenText", "decode_array", "encode_array"]
+__all__ = ["AttentionPatterns", "Dynamics", "Heatmap", "LogitLens", "PatchingMap", "ProjectionScatter", "Selectivity", "SteeringPlayground", "Superposition", "TokenText", "decode_array", "encode_array"]
