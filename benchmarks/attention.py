@@ -87,7 +87,9 @@ def timed(fn, repeats: int) -> tuple[float, object]:
     return statistics.median(times), out
 
 
-def browser_times(html: str, repeats: int) -> dict[str, float]:
+def browser_times(html: str, repeats: int, screenshot: str = "bench_attention") -> dict[str, float]:
+    """Open the snapshot ``html`` ``repeats`` times: open-to-drawn and click-to-map medians;
+    the first page's screenshot goes to build/screenshots/``screenshot``.png."""
     draw, click = [], []
     with offline_context() as (context, tmp):
         for r in range(repeats):
@@ -103,7 +105,7 @@ def browser_times(html: str, repeats: int) -> dict[str, float]:
             click.append(time.perf_counter() - t0)
             if r == 0:
                 SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-                pg.page.screenshot(path=str(SCREENSHOTS / "bench_attention.png"), full_page=True)
+                pg.page.screenshot(path=str(SCREENSHOTS / f"{screenshot}.png"), full_page=True)
             pg.page.close()
     return {"open_to_drawn_s": statistics.median(draw), "open_to_drawn_first_s": draw[0],
             "click_to_map_s": statistics.median(click)}
