@@ -12,7 +12,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export TOKENIZERS_PARALLELISM := false
 
 .PHONY: setup install js model chromium lab test test-unit test-integration test-browser \
-        test-notebooks test-slow test-ndif ndif-env demo html lint bench clean docs corpus
+        test-notebooks test-slow test-ndif ndif-env saelens-env test-saelens demo html lint bench clean docs corpus
 
 ## ---- set-up (idempotent; each step says what it does) --------------------------------
 $(STAMP): pyproject.toml package.json package-lock.json
@@ -99,6 +99,21 @@ ndif-env: $(NDIF_STAMP)
 
 test-ndif: install ndif-env
 	MECHSCOPE_NDIF=1 $(PYTEST) tests/ndif -v -p no:cacheprovider --durations=15
+
+## sae-lens in its own venv (its pins clash with nnsight's): interop both ways to 1e-5
+SAELENS_VENV := build/saelens-venv
+SAELENS_STAMP := $(SAELENS_VENV)/.saelens-installed
+$(SAELENS_STAMP):
+	@echo "==> separate venv $(SAELENS_VENV): torch==2.13.0 (CPU) + sae-lens 6.54.12 (~5 min, 1.9 GB)"
+	@test -x $(SAELENS_VENV)/bin/python || python3 -m venv $(SAELENS_VENV)
+	$(SAELENS_VENV)/bin/python -m pip install -q --upgrade pip
+	$(SAELENS_VENV)/bin/python -m pip install -q torch==2.13.0 sae-lens==6.54.12
+	@touch $@
+
+saelens-env: $(SAELENS_STAMP)
+
+test-saelens: install saelens-env
+	$(PYTEST) tests/integration/test_saelens_interop.py -v -p no:cacheprovider
 
 demo: setup
 	$(PY) -m mechscope.publish notebooks/01_tour.ipynb build/tour.html
