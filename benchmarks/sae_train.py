@@ -1,6 +1,6 @@
 """SAE training throughput on CPU: tokens/s of TopK steps (d_in=576 like SmolLM2-135M, k=32,
-batch 4096) at d_sae 4096 and 16384, decoding densely (``f @ W_dec``) and sparsely
-(``embedding_bag`` over the k kept latents), plus one whole `mechscope.sae.train` run on a
+batch 4096) at d_sae 4096 and 16384, dense (``f @ W_dec`` and a dense encoder gradient) and
+sparse (``embedding_bag`` decoding and the encoder gradient over the k kept latents only), plus one whole `mechscope.sae.train` run on a
 synthetic in-memory store (the store pass, scale and NaN check included).
 
 Not a test: numbers depend on the machine (and on what else runs on it). Synthetic Gaussian
@@ -82,7 +82,7 @@ def main() -> None:
         for sparse in (False, True):
             row = step_rate(d_sae, sparse, args.steps)
             out["steps"].append(row)
-            print(f"topk d_sae={d_sae:6d} {'sparse' if sparse else 'dense '} decode: "
+            print(f"topk d_sae={d_sae:6d} {'sparse' if sparse else 'dense '}: "
                   f"{row['tokens_per_s']:8.0f} tok/s ({row['seconds_per_step']:.2f} s/step)", flush=True)
     out["train"] = whole_run(args.widths[0], args.rows)
     print(f"train() d_sae={args.widths[0]} on {args.rows} rows: {out['train']['tokens_per_s']:.0f} tok/s", flush=True)

@@ -7,8 +7,9 @@ minimise and the numbers the trainer logs. ``mse`` is the squared error summed o
 output dimensions and averaged over rows (so with inputs scaled to ``E||x||^2 = d_in`` it is
 ``d_out`` times the fraction of variance unexplained).
 
-- ``topk``: the ``k`` largest ReLU'd pre-activations per row (Gao et al. 2024), decoded sparsely
-  (`torch.nn.functional.embedding_bag`) or densely.
+- ``topk``: the ``k`` largest ReLU'd pre-activations per row (Gao et al. 2024). ``sparse=True``:
+  decoded with `torch.nn.functional.embedding_bag` and the encoder's gradient taken as a sparse
+  product over the kept (and AuxK) latents only; ``False``: dense matmuls throughout.
 - ``batchtopk``: the ``k * rows`` largest over the whole batch (Bussmann et al. 2024); the
   smallest kept activation feeds a running threshold, so the dictionary is saved as JumpReLU.
 - ``jumprelu``: ``pre * H(pre - theta)`` with straight-through gradients for ``theta`` through
@@ -19,9 +20,9 @@ output dimensions and averaged over rows (so with inputs scaled to ``E||x||^2 = 
 pre-activations among dead latents reconstruct the residual error ``y - y_hat``, weighted 1/32.
 
 >>> import torch
->>> p = {"W_enc": torch.randn(4, 8), "b_enc": torch.zeros(8), "W_dec": torch.randn(8, 4),
+>>> p = {"W_enc": torch.rand(4, 8), "b_enc": torch.zeros(8), "W_dec": torch.randn(8, 4),
 ...      "b_dec": torch.zeros(4)}
->>> x = torch.randn(5, 4)
+>>> x = torch.rand(5, 4)  # positive: every pre-activation is, so each row keeps k
 >>> s = objective("topk", p, x, x, k=2, dead=torch.zeros(8, dtype=torch.bool), k_aux=4)
 >>> s.l0, tuple(s.fired.shape)
 (2.0, (8,))
@@ -67,16 +68,17 @@ def _fvu(err: torch.Tensor, y: torch.Tensor) -> float:
     return float(err.pow(2).sum() / total.clamp_min(1e-12))
 
 
-def _aux(p: dict[str, torch.Tensor], pre: torch.Tensor, err: torch.Tensor, dead: torch.Tensor,
+def _aux(p: dict[str, torch.Tensor], pre: Any, err: torch.Tensor, dead: torch.Tensor,
          k_aux: int) -> torch.Tensor:
     """AuxK: the top ``k_aux`` dead latents reconstruct the residual ``err`` (detached)."""
     n_dead = int(dead.sum())
     if n_dead == 0 or k_aux < 1:
-        return pre.new_zeros(())
+        return err.new_zeros(())
     k = min(k_aux, n_dead)
-    masked = torch.where(dead, pre, torch.full_like(pre, -torch.inf))
-    values, indices = masked.topk(k, dim=-1, sorted=False)
-    values = torch.relu(values)
+    dense = pre.dense if isinstance(pre, _SparsePre) else pre
+    masked = torch.where(dead, dense.detach(), torch.full_like(dense, -torch.inf))
+    indices = masked.topk(k, dim=-1, sorted=False).indices
+    values = torch.relu(pre.gather(indices) if isinstance(pre, _SparsePre) else dense.gather(-1, indices))
     rec = torch.nn.functional.embedding_bag(indices, p["W_dec"], per_sample_weights=values, mode="sum")
     target = err.detach()
     denom = (target - target.mean(dim=0)).pow(2).sum(dim=-1).mean().clamp_min(1e-12)
@@ -84,25 +86,67 @@ def _aux(p: dict[str, torch.Tensor], pre: torch.Tensor, err: torch.Tensor, dead:
     return torch.nan_to_num(loss, nan=0.0)
 
 
-def _finish(p: dict[str, torch.Tensor], pre: torch.Tensor, y: torch.Tensor, y_hat: torch.Tensor,
+def _finish(p: dict[str, torch.Tensor], pre: Any, y: torch.Tensor, y_hat: torch.Tensor,
             extra: torch.Tensor, l0: float, fired: torch.Tensor, dead: torch.Tensor | None,
             k_aux: int, min_kept: float | None = None) -> Step:
     err = y - y_hat
     mse = err.pow(2).sum(dim=-1).mean()
-    aux = _aux(p, pre, err, dead, k_aux) if dead is not None else pre.new_zeros(())
+    aux = _aux(p, pre, err, dead, k_aux) if dead is not None else err.new_zeros(())
     loss = mse + extra + AUX_COEFFICIENT * aux
     return Step(loss, float(mse.detach()), _fvu(err.detach(), y), l0, float(aux.detach()), fired, min_kept)
 
 
+class _GatherPre(torch.autograd.Function):
+    """``(x @ W_enc + b_enc).gather(-1, indices)`` from pre-activations computed without autograd,
+    with the encoder's gradient as a sparse product: O(rows * m * d_in) instead of
+    O(rows * d_sae * d_in) for m selected latents per row."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, w_enc: torch.Tensor, b_enc: torch.Tensor, pre: torch.Tensor,
+                indices: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, indices)
+        ctx.d_sae = w_enc.shape[1]
+        return pre.gather(-1, indices)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, indices = ctx.saved_tensors
+        rows = torch.arange(len(x)).repeat_interleave(indices.shape[-1])
+        g = torch.sparse_coo_tensor(torch.stack([indices.reshape(-1), rows]), grad.reshape(-1),
+                                    (ctx.d_sae, len(x)), check_invariants=False).coalesce()
+        grad_w = torch.sparse.mm(g, x).T
+        grad_b = torch.zeros(ctx.d_sae, dtype=grad.dtype).index_add_(0, indices.reshape(-1), grad.reshape(-1))
+        return None, grad_w, grad_b, None, None
+
+
+class _SparsePre:
+    """Pre-activations for topk with sparse gradients: ``gather(indices)`` gives the selected
+    ones with autograd (main top-k and AuxK alike)."""
+
+    def __init__(self, p: dict[str, torch.Tensor], x: torch.Tensor) -> None:
+        self.p, self.x = p, x
+        with torch.no_grad():
+            self.dense = x @ p["W_enc"] + p["b_enc"]
+
+    def gather(self, indices: torch.Tensor) -> torch.Tensor:
+        return _GatherPre.apply(self.x, self.p["W_enc"], self.p["b_enc"], self.dense, indices)
+
+
 def _topk(p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, *, k: int, dead: torch.Tensor,
           k_aux: int, sparse: bool = True, **_: Any) -> Step:
+    if sparse:
+        pre_s = _SparsePre(p, x)
+        indices = torch.relu(pre_s.dense).topk(k, dim=-1, sorted=False).indices
+        values = torch.relu(pre_s.gather(indices))
+        y_hat = torch.nn.functional.embedding_bag(indices, p["W_dec"], per_sample_weights=values, mode="sum")
+        y_hat = y_hat + p["b_dec"] + _skip(p, x)
+        fired = torch.zeros(pre_s.dense.shape[-1], dtype=torch.bool)
+        fired[indices[values.detach() > 0]] = True
+        l0 = float((values.detach() > 0).sum(dim=-1).float().mean())
+        return _finish(p, pre_s, y, y_hat, x.new_zeros(()), l0, fired, dead, k_aux)
     pre = x @ p["W_enc"] + p["b_enc"]
     values, indices = torch.relu(pre).topk(k, dim=-1, sorted=False)
-    if sparse:
-        y_hat = torch.nn.functional.embedding_bag(indices, p["W_dec"], per_sample_weights=values, mode="sum")
-    else:
-        y_hat = torch.zeros_like(pre).scatter(-1, indices, values) @ p["W_dec"]
-    y_hat = y_hat + p["b_dec"] + _skip(p, x)
+    y_hat = torch.zeros_like(pre).scatter(-1, indices, values) @ p["W_dec"] + p["b_dec"] + _skip(p, x)
     fired = torch.zeros(pre.shape[-1], dtype=torch.bool)
     fired[indices[values.detach() > 0]] = True
     l0 = float((values.detach() > 0).sum(dim=-1).float().mean())
