@@ -130,6 +130,7 @@ def widgets() -> dict[str, Any]:
 
     from tests.hostile_attention import make as attention_patterns
     from tests.hostile_projection import make as projection_scatter
+    from tests.hostile_sae_training import make as sae_training
     from tests.hostile_superposition import make as superposition
     from tests.hostile_token_text import make as token_text
 
@@ -137,4 +138,5 @@ def widgets() -> dict[str, Any]:
     out["TokenText"] = token_text(title)
     out["Superposition"] = superposition(title)
     out["ProjectionScatter"] = projection_scatter(title)
+    out["TrainingMonitor"] = sae_training(title)
     return out

@@ -15,6 +15,7 @@ from .dictionary import ARCHITECTURES, KINDS, SAE, SAEConfig
 from .evaluation import SAEEvaluation, evaluate
 from .formats import load, save
 from .splice import Splice, check_fits, spliced_logits
+from .train import TrainResult, train
 
 __all__ = ["SAE", "SAEConfig", "ARCHITECTURES", "KINDS", "SAEEvaluation", "evaluate", "Splice", "check_fits",
-           "spliced_logits", "load", "save"]
+           "spliced_logits", "load", "save", "TrainResult", "train"]

@@ -22,9 +22,10 @@ from .heatmap import Heatmap
 from .logit_lens import LogitLens
 from .patching_map import PatchingMap
 from .projection import ProjectionScatter
+from .sae_training import TrainingMonitor
 from .selectivity import Selectivity
 from .steering_playground import SteeringPlayground
 from .superposition import Superposition
 from .token_text import TokenText
 
-__all__ = ["AttentionPatterns", "Dynamics", "Heatmap", "LogitLens", "PatchingMap", "ProjectionScatter", "Selectivity", "SteeringPlayground", "Superposition", "TokenText", "decode_array", "encode_array"]
+__all__ = ["AttentionPatterns", "Dynamics", "Heatmap", "LogitLens", "PatchingMap", "ProjectionScatter", "Selectivity", "SteeringPlayground", "Superposition", "TokenText", "TrainingMonitor", "decode_array", "encode_array"]
