@@ -278,3 +278,19 @@ def test_hub_id_resolves_from_the_local_cache_and_fails_clearly_offline(tmp_path
         load("EleutherAI/sae-missing", hookpoint="layers.1.mlp")
     with pytest.raises(InputError, match="neither an existing path nor a Hub id"):
         load(str(tmp_path / "nothing" / "here"))
+
+
+def test_float16_save_halves_the_file_and_reads_back(tmp_path):
+    import numpy as np
+
+    from mechscope.sae import SAE, load
+
+    sae = SAE.random(16, 64, architecture="topk", k=4, seed=5)
+    big = sae.save(tmp_path / "f32")
+    small = sae.save(tmp_path / "f16", dtype="float16")
+    size = lambda p: (p / "sae_weights.safetensors").stat().st_size  # noqa: E731
+    assert size(small) < 0.55 * size(big)
+    back = load(small)
+    x = np.random.default_rng(0).normal(size=(3, 16)).astype(np.float32)
+    np.testing.assert_allclose(back.decode(back.encode(x)), sae.decode(sae.encode(x)), atol=2e-2)
+    assert back.W_dec.dtype.is_floating_point

@@ -185,7 +185,7 @@ class SAE(torch.nn.Module):
 
         return load(path_or_id, **kwargs)
 
-    def save(self, path: Any) -> Any:
+    def save(self, path: Any, *, dtype: str = "float32") -> Any:
         """`mechscope.sae.formats.save`: this dictionary in SAELens's format (``cfg.json`` +
         ``sae_weights.safetensors``) in the folder ``path``; returns the folder.
 
@@ -195,7 +195,7 @@ class SAE(torch.nn.Module):
         """
         from .formats import save
 
-        return save(self, path)
+        return save(self, path, dtype=dtype)
 
     def weights(self) -> dict[str, np.ndarray]:
         """Every parameter as a float32 numpy array, by name.

@@ -122,9 +122,10 @@ def saelens_config(sae: SAE) -> dict[str, Any]:
     return out
 
 
-def save(sae: SAE, path: str | os.PathLike[str]) -> Path:
+def save(sae: SAE, path: str | os.PathLike[str], *, dtype: str = "float32") -> Path:
     """Write ``sae`` in SAELens's format to the folder ``path`` (made if missing): ``cfg.json``
-    and ``sae_weights.safetensors``, each written atomically. Returns the folder.
+    and ``sae_weights.safetensors``, each written atomically; ``dtype`` "float32" or "float16"
+    (half the size; read back as float32). Returns the folder.
 
     >>> import tempfile
     >>> from mechscope.sae import SAE
@@ -140,13 +141,15 @@ def save(sae: SAE, path: str | os.PathLike[str]) -> Path:
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{folder} is a file: save writes a folder (cfg.json + {SAELENS_WEIGHTS}).")
+    if dtype not in ("float32", "float16"):
+        raise InputError(f"dtype must be 'float32' or 'float16', got {dtype!r}.")
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = {k: np.ascontiguousarray(v) for k, v in sae.weights().items()}
+    tensors = {k: np.ascontiguousarray(v.astype(dtype)) for k, v in sae.weights().items()}
     if sae.cfg.architecture != "jumprelu":
         tensors.pop("threshold")
     if "W_skip" in tensors:
         tensors["W_skip"] = np.ascontiguousarray(tensors["W_skip"].T)  # sae-lens: (d_out, d_in)
-    text = json.dumps(saelens_config(sae), indent=1)
+    text = json.dumps({**saelens_config(sae), "dtype": dtype}, indent=1)
     def write_cfg(tmp: Path) -> None:
         tmp.write_text(text, encoding="utf-8")
 
