@@ -221,10 +221,19 @@ class Generation:
         return self.text
 
 
-def _greedy(model: Model, ids: torch.Tensor, delta: torch.Tensor | None, layer: int,
-            max_new_tokens: int, should_stop: Callable[[], bool] | None = None) -> tuple[list[int], bool]:
-    ref = model.at("resid", layer)
-    unembed = model.logits()
+def greedy_loop(model: Model, ids: torch.Tensor, next_token: Callable[[torch.Tensor], int],
+                max_new_tokens: int, should_stop: Callable[[], bool] | None = None) -> tuple[list[int], bool]:
+    """The greedy decoding loop every generator shares: ``next_token(ids)`` (one forward pass
+    of the whole (1, n) sequence, no KV cache) picks each new token; stops after
+    ``max_new_tokens``, at the context length or at an end-of-sequence token; ``should_stop``
+    is asked before each pass (`GenerationCancelled` when it says True). Returns (new ids,
+    stopped at EOS).
+
+    >>> import mechscope, torch
+    >>> model = mechscope.tiny_model("llama")
+    >>> greedy_loop(model, model.to_tokens("The cat"), lambda ids: 5, 3)
+    ([5, 5, 5], False)
+    """
     eos = _eos_ids(model)
     limit = model.max_positions
     new: list[int] = []
@@ -233,17 +242,28 @@ def _greedy(model: Model, ids: torch.Tensor, delta: torch.Tensor | None, layer: 
             break
         if should_stop is not None and should_stop():
             raise GenerationCancelled(f"generation cancelled after {len(new)} of {max_new_tokens} tokens.")
-        with model.trace(ids):
-            if delta is not None:
-                resid = ref.read()
-                resid[:] = resid + delta
-            nxt = save(unembed.all()[0, -1].argmax(-1))
-        token = int(nxt)
+        token = int(next_token(ids))
         new.append(token)
         ids = torch.cat([ids, torch.tensor([[token]], dtype=ids.dtype)], dim=1)
         if token in eos:
             return new, True
     return new, False
+
+
+def _greedy(model: Model, ids: torch.Tensor, delta: torch.Tensor | None, layer: int,
+            max_new_tokens: int, should_stop: Callable[[], bool] | None = None) -> tuple[list[int], bool]:
+    ref = model.at("resid", layer)
+    unembed = model.logits()
+
+    def step(ids: torch.Tensor) -> int:
+        with model.trace(ids):
+            if delta is not None:
+                resid = ref.read()
+                resid[:] = resid + delta
+            nxt = save(unembed.all()[0, -1].argmax(-1))
+        return int(nxt)
+
+    return greedy_loop(model, ids, step, max_new_tokens, should_stop)
 
 
 def generate(model: Model, prompt: str, *, steer: SteeringVector | np.ndarray | None = None,
