@@ -65,7 +65,7 @@ def whole(model_tokens: int, layer: int) -> dict[str, float]:
 
     model = mechscope.load()
     texts, n = [], 0
-    for text in mechscope.corpus.load("train"):
+    for text in mechscope.corpus.load("train").texts(max(50, model_tokens // 20)):
         texts.append(text)
         n += min(64, len(model.tokenizer(text)["input_ids"]))
         if n >= model_tokens:

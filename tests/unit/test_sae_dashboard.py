@@ -210,3 +210,51 @@ def test_features_on_prompt(model, sae, acts_ref):
         assert p.features[t][ok].tolist() == order[ok].tolist()
         np.testing.assert_allclose(p.values[t][ok], f[t][order][ok], rtol=1e-5, atol=1e-6)
     assert torch.is_tensor(sae.W_dec)
+
+
+def synthetic(n: int, vocab: int = 5000) -> FeatureDashboards:
+    """Dashboards of ``n`` features shaped like the defaults (20 top, 10 x 5 bands, window 5)."""
+    g = np.random.default_rng(0)
+    ints = lambda *s: g.integers(-1, vocab, size=s).astype(np.int32)  # noqa: E731
+    flt = lambda *s: g.random(s).astype(np.float32)  # noqa: E731
+    return FeatureDashboards(
+        features=np.arange(n, dtype=np.int32), n_tokens=100_000, density=flt(n), max_act=flt(n),
+        histogram=g.integers(0, 100, size=(n, 50)), top_value=flt(n, 20), top_text=ints(n, 20), top_pos=ints(n, 20),
+        top_tokens=ints(n, 20, 11), top_acts=flt(n, 20, 11), q_value=flt(n, 10, 5), q_text=ints(n, 10, 5),
+        q_pos=ints(n, 10, 5), q_tokens=ints(n, 10, 5, 11), q_acts=flt(n, 10, 5, 11),
+        logit_top_ids=g.integers(0, vocab, (n, 10)), logit_top=flt(n, 10), logit_bottom_ids=g.integers(0, vocab, (n, 10)),
+        logit_bottom=flt(n, 10), neighbours=g.integers(0, n, (n, 10)).astype(np.int32), neighbour_cos=flt(n, 10),
+        vocab=[f"t{i}" for i in range(vocab)])
+
+
+def test_widget_snapshot_size_and_cap():
+    from mechscope.widgets._base import FALLBACK_MAX_BYTES
+    from mechscope.widgets.feature_dashboard import MAX_FEATURES, FeatureDashboard
+
+    d = synthetic(4096)
+    w = FeatureDashboard(d)
+    assert w.features["shape"] == [MAX_FEATURES] and w.top_tokens["dtype"] == "uint16"
+    assert w.note == f"showing {MAX_FEATURES} of 4096 features (0..{MAX_FEATURES - 1}); pass features=[...] to pick others"
+    html = w.offline_html()
+    assert html is not None and len(html) < FALLBACK_MAX_BYTES
+    assert FeatureDashboard(d, max_features=4096).offline_html() is None  # all 4,096: over the cap
+    picked = FeatureDashboard(d, features=[4000, 7], selected=7)
+    assert picked.features["shape"] == [2] and picked.note == "showing 2 chosen features of 4096"
+    with pytest.raises(InputError, match="FeatureDashboard takes FeatureDashboards"):
+        FeatureDashboard("nope")
+    with pytest.raises(InputError, match="3 features asked for; at most max_features=2 travel"):
+        FeatureDashboard(d, features=[1, 2, 3], max_features=2)
+
+
+def test_widget_hostile_snapshot_escaped():
+    from tests.hostile import CATALOGUE
+    from tests.hostile_feature_dashboard import make
+
+    w = make(CATALOGUE[0])
+    html = w.offline_html()
+    assert html is not None
+    for s in CATALOGUE:
+        if any(c in s for c in "<>&\u2028\u2029"):  # what would break out of the inline <script>
+            assert s not in html, s
+    assert "<script>window.__pwned" not in html and "\u2028" not in html
+    assert w.summary().startswith("FeatureDashboard: ") and "prompt of 6 tokens" in w.summary()

@@ -58,11 +58,19 @@ class PromptFeatures:
         return pd.DataFrame(rows, columns=["position", "token", "rank", "feature", "activation"])
 
     def show(self, dashboards: Any = None, **kwargs: Any) -> Any:
-        """The `mechscope.widgets.prompt_features.PromptFeaturesView` widget (each feature's card
-        inline when ``dashboards``, a `mechscope.sae.dashboard.FeatureDashboards`, is given)."""
-        from ..widgets.prompt_features import PromptFeaturesView
+        """`mechscope.widgets.feature_dashboard.FeatureDashboard` in prompt mode: the token row,
+        a token's features on click, and a feature's card when ``dashboards`` (a
+        `mechscope.sae.dashboard.FeatureDashboards` of the same dictionary) is given.
 
-        return PromptFeaturesView(self, dashboards=dashboards, **kwargs)
+        >>> import mechscope
+        >>> from mechscope.sae import SAE
+        >>> m = mechscope.tiny_model("llama")
+        >>> features_on(SAE.random(m.d_model, 16, layer=1), m, "a b c").show().prompt_ids["shape"]
+        [3]
+        """
+        from ..widgets.feature_dashboard import FeatureDashboard
+
+        return FeatureDashboard(dashboards, prompt=self, **kwargs)
 
 
 def features_on(sae: SAE, model: Model, prompt: str, *, top: int = 5) -> PromptFeatures:
