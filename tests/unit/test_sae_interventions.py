@@ -265,3 +265,16 @@ def test_bad_input_before_any_forward_pass(tiny_llama, call, message):
     finally:
         handle.remove()
     assert calls == []
+
+
+def test_remote_local_equals_local():
+    hf = mechscope.models.tiny.tiny_hf_model("gpt2")
+    tok = mechscope.models.tiny.tiny_tokenizer()
+    sim, plain = mechscope.load(hf, tokenizer=tok, remote="local"), mechscope.load(hf, tokenizer=tok)
+    sae = _planted(plain, seed=1)
+    a = feature_generate(sim, sae, TEXTS[1], steer(5, 40.0), max_new_tokens=2)
+    b = feature_generate(plain, sae, TEXTS[1], steer(5, 40.0), max_new_tokens=2)
+    assert a.new_ids == b.new_ids
+    fa = side_effects(sim, sae, clamp(2, 3.0), TEXTS[2:3])
+    fb = side_effects(plain, sae, clamp(2, 3.0), TEXTS[2:3])
+    np.testing.assert_allclose(fa.per_text, fb.per_text, atol=1e-5)
