@@ -6,6 +6,9 @@ stay text. Screenshots: build/screenshots/feature_dashboard.png, prompt_features
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -13,15 +16,45 @@ import mechscope
 from mechscope.sae import SAE
 from mechscope.sae.dashboard import dashboards, features_on
 from mechscope.widgets.feature_dashboard import FeatureDashboard
-from tests.browser.offline_page import assert_clean, canvas_pixel, visible_token
+from tests.browser.lab import Lab
+from tests.browser.lab_notebook import ROUND_TRIP_MS, Notebook, open_widget
+from tests.browser.offline_page import (
+    SCREENSHOTS,
+    assert_clean,
+    canvas_pixel,
+    offline_context,
+    open_offline,
+    page_html,
+    visible_token,
+)
 from tests.hostile import CATALOGUE, FORBIDDEN_ELEMENTS
 from tests.hostile_feature_dashboard import make
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 
 TEXTS = ["the cat sat on the mat", "one two three four five", "a dog ran far away from home",
          "hello world again and again", "cats and dogs", "sat on a mat", "four five six seven"]
 HIST_W, HIST_H = 320, 90
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[tuple[Any, Any]]:
+    """One headless Chromium for the offline pages and the live JupyterLab page."""
+    with offline_context() as pair:
+        yield pair
+
+
+@pytest.fixture(scope="module")
+def chromium(browser: tuple[Any, Any]) -> Any:
+    return browser[0]
+
+
+@pytest.fixture(scope="module")
+def open_page(browser: tuple[Any, Any]) -> Any:
+    """``open(widget, name, dark=False)``: the widget's offline snapshot, network cut."""
+    context, tmp = browser
+    return lambda widget, name, dark=False: open_offline(context, tmp / f"{name}{'-dark' * dark}.html",
+                                                         page_html(widget.offline_html(), dark))
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +154,35 @@ def test_hostile_strings_stay_text(open_page):
     bidi = pg.page.locator(".ms-fd .ms-tok").evaluate_all("s => s.map(x => getComputedStyle(x).unicodeBidi)")
     assert set(bidi) == {"isolate"}
     assert_clean(pg)
+
+
+# ==== live in JupyterLab: clicks reach the kernel, the kernel's choice reaches the view ==========
+
+LAB_CELLS = [
+    "import mechscope\nfrom mechscope.sae import SAE\nfrom mechscope.sae.dashboard import dashboards, features_on\n"
+    "model = mechscope.tiny_model(\"llama\")\n"
+    "sae = SAE.random(model.d_model, 32, layer=1, model=model.name, seed=2)\n"
+    f"d = dashboards(sae, model, {TEXTS!r}, n_top=6, progress=False)",
+    "w = d.show(selected=4)\nw",
+]
+
+
+@pytest.fixture(scope="module")
+def live(jupyter_lab: Lab, chromium: Any) -> Iterator[tuple[Notebook, Any]]:
+    with open_widget(jupyter_lab, chromium, "lab-feature-dashboard.ipynb", LAB_CELLS, 2,
+                     '.jp-OutputArea-output [data-ms-ready="1"] .ms-fd', "canvas.ms-fd-hist") as (nb, root, _):
+        yield nb, root
+
+
+def test_live_neighbour_click_and_kernel_select(live):
+    nb, root = live
+    assert root.locator(".ms-fd-card").get_attribute("data-feature") == "4"
+    nb_feature = nb.json("int(d.neighbours[4, 0])")
+    root.locator(".ms-fd-nb").first.click()
+    nb.wait_value("w.selected", nb_feature)
+    nb.eval("setattr(w, 'selected', 7)")
+    nb.page.wait_for_selector('.jp-Notebook .ms-fd-card[data-feature="7"]', state="attached", timeout=ROUND_TRIP_MS)
+    first = root.locator(".ms-fd-top .ms-fd-val").first.inner_text()
+    assert float(first) == pytest.approx(nb.json("float(d.top_value[7, 0])"), rel=1e-3)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    root.screenshot(path=str(SCREENSHOTS / "lab-feature-dashboard.png"))

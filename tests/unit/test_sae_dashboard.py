@@ -14,6 +14,7 @@ from mechscope.sae import SAE
 from mechscope.sae import dashboard as dash
 from mechscope.sae.dashboard import FeatureDashboards, dashboards, features_on
 from mechscope.sae.dashboard_stream import HIST_EDGES, priority_keys
+from tests.helpers import model_fingerprint
 from tests.reference_hooks import capture
 
 TEXTS = ["the cat sat on the mat", "one two three four five", "a dog ran far away from home",
@@ -183,6 +184,13 @@ def test_resume_after_interrupt_is_exact(model, sae, tmp_path, monkeypatch):
     seen.clear()
     again = dashboards(sae, model, TEXTS, batch_size=2, out_dir=tmp_path, progress=False)
     assert seen == [] and np.array_equal(again.top_value, whole.top_value)  # cached
+
+
+def test_model_untouched(model, sae):
+    before = model_fingerprint(model)
+    dashboards(sae, model, TEXTS[:4], batch_size=2, progress=False)
+    features_on(sae, model, TEXTS[0])
+    assert model_fingerprint(model) == before
 
 
 def test_bad_input(model, sae):

@@ -216,7 +216,15 @@ class FeatureDashboards:
                    **load_arrays(d / "dashboards.safetensors"))
 
     def show(self, **kwargs: Any) -> Any:
-        """The `mechscope.widgets.feature_dashboard.FeatureDashboard` widget of these dashboards."""
+        """The `mechscope.widgets.feature_dashboard.FeatureDashboard` widget of these dashboards
+        (``kwargs``: its ``features``, ``max_features``, ``selected``, ``title``).
+
+        >>> import mechscope
+        >>> from mechscope.sae import SAE
+        >>> m = mechscope.tiny_model("llama")
+        >>> dashboards(SAE.random(m.d_model, 8, layer=0), m, ["a b c"], progress=False).show(selected=3).selected
+        3
+        """
         from ..widgets.feature_dashboard import FeatureDashboard
 
         return FeatureDashboard(self, **kwargs)
