@@ -11,11 +11,37 @@
 64
 """
 
+from .dashboard import FeatureCard, FeatureDashboards, dashboards
+from .dashboard_prompt import PromptFeatures, features_on
 from .dictionary import ARCHITECTURES, KINDS, SAE, SAEConfig
 from .evaluation import SAEEvaluation, evaluate
 from .formats import load, save
+from .interventions import (
+    FeatureEdit,
+    SideEffects,
+    ablate,
+    clamp,
+    feature_generate,
+    feature_generate_sweep,
+    feature_playground,
+    side_effects,
+    steer,
+)
+from .search import (
+    PromotingFeatures,
+    SeparatingFeatures,
+    TopFeatures,
+    promoting_features,
+    separating_features,
+    top_features,
+)
+from .shipped import embedded
 from .splice import Splice, check_fits, spliced_logits
 from .train import TrainResult, train
 
 __all__ = ["SAE", "SAEConfig", "ARCHITECTURES", "KINDS", "SAEEvaluation", "evaluate", "Splice", "check_fits",
-           "spliced_logits", "load", "save", "TrainResult", "train"]
+           "spliced_logits", "load", "save", "TrainResult", "train",
+           "FeatureEdit", "SideEffects", "ablate", "clamp", "feature_generate", "feature_generate_sweep",
+           "feature_playground", "side_effects", "steer", "PromotingFeatures", "SeparatingFeatures", "TopFeatures",
+           "promoting_features", "separating_features", "top_features", "embedded", "FeatureCard", "FeatureDashboards", "dashboards",
+           "PromptFeatures", "features_on"]

@@ -6,7 +6,7 @@
   differs between two sets of texts (the text is the unit: its tokens are not independent):
   difference of means, firing rates, Welch's t and AUROC per latent, and permutation p-values
   (shuffling which set each text is in) with the family-wise error over all ``d_sae`` latents
-  controlled by the max-|t| permutation method (Westfall & Young): with thousands of latents
+  controlled by the max-``|t|`` permutation method (Westfall & Young): with thousands of latents
   some separate two small sets by chance, and ``p_fwer`` says which do not;
 - `promoting_features(sae, model, token)`: latents whose decoder row, read through the
   unembedding (the direct path only), most raises the token's logit.
@@ -198,7 +198,7 @@ def _auroc(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _permutation_p(x: np.ndarray, na: int, t: np.ndarray, n_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(per-latent permutation p, family-wise max-|t| p) from ``n_perm`` relabellings of the texts."""
+    """(per-latent permutation p, family-wise max-``|t|`` p) from ``n_perm`` relabellings of the texts."""
     n = len(x)
     rng = np.random.default_rng(seed)
     sq = x ** 2
@@ -224,8 +224,8 @@ class SeparatingFeatures:
     activations), ``diff`` (a - b), ``rate_a``/``rate_b`` (mean per-text firing rate), ``t``
     (Welch), ``auroc`` (how well one text's mean activation tells a from b; 0.5 = not at all),
     ``p_raw`` (permutation p of that latent alone) and ``p_fwer`` (adjusted for testing all
-    d_sae latents: the share of relabellings whose largest |t| over every latent reaches this
-    one's; the smallest possible is 1 / (n_permutations + 1)). ``top`` (k,): latents by |t|.
+    d_sae latents: the share of relabellings whose largest ``|t|`` over every latent reaches this
+    one's; the smallest possible is 1 / (n_permutations + 1)). ``top`` (k,): latents by ``|t|``.
 
     >>> import mechscope
     >>> from mechscope.sae import SAE
@@ -252,7 +252,7 @@ class SeparatingFeatures:
     labels: tuple[str, str] = ("a", "b")
 
     def significant(self, level: float = 0.05) -> np.ndarray:
-        """Latents with ``p_fwer <= level``, by |t| (family-wise error over all latents <= level)."""
+        """Latents with ``p_fwer <= level``, by ``|t|`` (family-wise error over all latents <= level)."""
         hits = np.flatnonzero(self.p_fwer <= level)
         return hits[np.argsort(-np.abs(self.t[hits]), kind="stable")]
 
@@ -276,7 +276,7 @@ def separating_features(sae: SAE, model: Model, texts_a: Sequence[str], texts_b:
                         n_permutations: int = 1000, seed: int = 0,
                         labels: tuple[str, str] = ("a", "b")) -> SeparatingFeatures:
     """Latents that separate ``texts_a`` from ``texts_b`` (at least 2 texts each; each cut to
-    ``context`` tokens), ranked by |Welch t| of the per-text mean activations, with permutation
+    ``context`` tokens), ranked by ``|Welch t|`` of the per-text mean activations, with permutation
     p-values (``n_permutations`` relabellings from ``seed``; see `SeparatingFeatures`).
 
     >>> import mechscope

@@ -18,6 +18,7 @@ mechscope.errors.InputError: LogitLens takes a LogitLensResult (from mechscope.l
 from .attention import AttentionPatterns
 from .codec import decode_array, encode_array
 from .dynamics import Dynamics
+from .feature_dashboard import FeatureDashboard
 from .heatmap import Heatmap
 from .logit_lens import LogitLens
 from .patching_map import PatchingMap
@@ -28,4 +29,4 @@ from .steering_playground import SteeringPlayground
 from .superposition import Superposition
 from .token_text import TokenText
 
-__all__ = ["AttentionPatterns", "Dynamics", "Heatmap", "LogitLens", "PatchingMap", "ProjectionScatter", "Selectivity", "SteeringPlayground", "Superposition", "TokenText", "TrainingMonitor", "decode_array", "encode_array"]
+__all__ = ["AttentionPatterns", "Dynamics", "FeatureDashboard", "Heatmap", "LogitLens", "PatchingMap", "ProjectionScatter", "Selectivity", "SteeringPlayground", "Superposition", "TokenText", "TrainingMonitor", "decode_array", "encode_array"]

@@ -1,7 +1,7 @@
 """Dictionaries for the embedded SmolLM2-135M-Instruct, and the script that makes them.
 
 `embedded(model, layer=15)` loads a shipped dictionary (fp16 safetensors in SAELens format
-under ``mechscope/sae/weights/``); `build()` (``python -m mechscope.sae.embedded``) reproduces
+under ``mechscope/sae/weights/``); `build()` (``python -m mechscope.sae.shipped``) reproduces
 every one of them from the project's offline corpus (`mechscope.corpus`, ``make corpus``) with
 the settings in `CONFIG`: collect the activations once (resumable, `mechscope.collect`), train
 each dictionary from that cache (`mechscope.sae.train`), evaluate it on held-out corpus text,
@@ -81,7 +81,7 @@ def embedded(model: Any, layer: int = 15, *, kind: str = "sae") -> SAE:
     have = available()
     if wanted not in have:
         raise InputError(f"no embedded {kind} at layer {layer}: shipped are {have}; build others with "
-                         "`python -m mechscope.sae.embedded` after editing CONFIG.")
+                         "`python -m mechscope.sae.shipped` after editing CONFIG.")
     return load(WEIGHTS / wanted, model=model)
 
 
