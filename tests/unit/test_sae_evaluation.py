@@ -25,9 +25,10 @@ def _identity(model, layer: int, kind: str = "sae") -> SAE:
     return SAE(SAE.random(d, 2 * d, kind=kind, layer=layer, model=model.name).cfg, w)
 
 
-def _hooked_nll(model, text: str, site: str, layer: int, replace) -> tuple[float, int]:
+def _hooked_nll(model, text: str, site: str, layer: int, replace, first: bool = False) -> tuple[float, int]:
     """Summed next-token NLL of one unpadded text with ``replace(x_in, y) -> y'`` at the site
-    (None: clean), by plain torch hooks: for "resid" the block output, for "mlp" the MLP."""
+    (None: clean), by plain torch hooks: for "resid" the block output, for "mlp" the MLP; the
+    first token is replaced too only if ``first``."""
     ids = model.tokenizer(text, return_tensors="pt")["input_ids"]
     handles = []
     if replace is not None:
@@ -37,7 +38,9 @@ def _hooked_nll(model, text: str, site: str, layer: int, replace) -> tuple[float
 
         def post(_m, _a, out):
             y = out[0] if isinstance(out, tuple) else out
-            new = replace(seen["x"] if site == "mlp" else y, y)
+            new = replace(seen["x"] if site == "mlp" else y, y).clone()
+            if not first:
+                new[:, 0] = y[:, 0]
             return (new, *out[1:]) if isinstance(out, tuple) else new
         handles.append(module.register_forward_hook(post))
     try:
@@ -50,8 +53,8 @@ def _hooked_nll(model, text: str, site: str, layer: int, replace) -> tuple[float
     return float(nll.sum()), len(nll)
 
 
-def _reference_ce(model, site, layer, replace) -> float:
-    parts = [_hooked_nll(model, t, site, layer, replace) for t in TEXTS]
+def _reference_ce(model, site, layer, replace, first: bool = False) -> float:
+    parts = [_hooked_nll(model, t, site, layer, replace, first) for t in TEXTS]
     return sum(p[0] for p in parts) / sum(p[1] for p in parts)
 
 
@@ -67,6 +70,10 @@ def test_ce_numbers_equal_torch_hooks(tiny):
     lo, hi = ev.ce_recovered_ci
     assert lo <= ev.ce_recovered <= hi
     assert ev.n_tokens == sum(len(tiny.tokenizer(t)["input_ids"]) for t in TEXTS)
+    every = evaluate(sae, tiny, TEXTS, batch_size=3, splice_first=True, progress=False)
+    assert every.ce_sae == pytest.approx(_reference_ce(tiny, "resid", 1, recon, first=True), abs=1e-4)
+    zero = _reference_ce(tiny, "resid", 1, lambda _x, y: torch.zeros_like(y), first=True)
+    assert every.ce_zero == pytest.approx(zero, abs=1e-4) and every.ce_clean == pytest.approx(ev.ce_clean)
 
 
 def test_transcoder_spliced_ce_equals_hooks(tiny):

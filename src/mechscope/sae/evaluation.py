@@ -10,7 +10,8 @@ For each dictionary, over every real (non-padding) token of ``texts`` (each cut 
   without each text's first token (attention-sink outliers dominate it otherwise; the usual
   sparsify/SAELens pitfall), ``fvu_with_first`` with it, ``explained_variance`` = 1 - fvu,
   ``l2_ratio`` = mean ||y_hat|| / ||y|| (below 1: shrinkage), ``cosine`` mean cos(y, y_hat);
-- the model with the dictionary spliced in (`mechscope.sae.splice`, no error term): next-token
+- the model with the dictionary spliced in (`mechscope.sae.splice`, no error term; each text's
+  first token left alone unless ``splice_first=True``, as for the ablations): next-token
   cross-entropy ``ce_clean``, ``ce_sae``, and with the output site zero-ablated (``ce_zero``)
   or mean-ablated (``ce_mean``, the mean over these tokens); ``ce_recovered`` =
   (ce_zero - ce_sae) / (ce_zero - ce_clean) (SAELens's "CE loss score"),
@@ -49,7 +50,7 @@ from ..progress import progress as progress_bar
 from ..stats import bootstrap
 from ..validate import as_int, check_model
 from .dictionary import SAE
-from .splice import Splice, check_fits, spliced_logits
+from .splice import Splice, check_fits, first_tokens, spliced_logits
 
 #: A latent firing on more than this fraction of tokens counts as dense.
 DENSE = 0.1
@@ -145,11 +146,13 @@ class _Acc:
 
 
 def evaluate(saes: SAE | Sequence[SAE], model: Model, texts: Sequence[str], *, context: int = 128,
-             batch_size: int = 8, progress: bool = True) -> Any:
+             batch_size: int = 8, splice_first: bool = False, progress: bool = True) -> Any:
     """Evaluate one dictionary (-> `SAEEvaluation`) or several (-> a list, one clean pass shared).
 
     ``texts``: strings (e.g. held-out corpus documents), each cut to its first ``context``
-    tokens; texts of fewer than 2 tokens are skipped. Each dictionary must fit ``model``
+    tokens; texts of fewer than 2 tokens are skipped. ``splice_first``: also replace each text's
+    first token (default: left as the model computes it, in the spliced and the ablated runs
+    alike; see `mechscope.sae.splice`). Each dictionary must fit ``model``
     (`mechscope.sae.splice.check_fits`), which is checked before any forward pass.
 
     >>> import mechscope
@@ -176,13 +179,13 @@ def evaluate(saes: SAE | Sequence[SAE], model: Model, texts: Sequence[str], *, c
                for start in range(0, len(rows), batch_size)]
     with progress_bar(total=2 * len(batches), desc="evaluate", unit="batch", enabled=bool(progress)) as bar:
         for start, inputs in batches:
-            _first_pass(model, dicts, accs, inputs, start)
+            _first_pass(model, dicts, accs, inputs, start, splice_first)
             bar.update(1)
         for acc in accs:
             acc.mean = torch.from_numpy((acc.sums["later"] / max(acc.n["later"], 1)).astype(np.float32))
         for start, inputs in batches:
             for acc in accs:
-                _mean_pass(model, acc, inputs, start)
+                _mean_pass(model, acc, inputs, start, splice_first)
             bar.update(1)
     results = [_result(s, a) for s, a in zip(dicts, accs, strict=True)]
     return results[0] if single else results
@@ -227,7 +230,7 @@ def _kl(clean: torch.Tensor, other: torch.Tensor, mask: torch.Tensor) -> float:
 
 
 def _first_pass(model: Model, dicts: list[SAE], accs: list[_Acc], inputs: dict[str, torch.Tensor],
-                start: int) -> None:
+                start: int, splice_first: bool) -> None:
     ce_mask, real, later = _masks(inputs)
     values, logits = _clean_values(model, accs, inputs)
     clean = _log_probs(logits)
@@ -236,33 +239,35 @@ def _first_pass(model: Model, dicts: list[SAE], accs: list[_Acc], inputs: dict[s
         _reconstruction(sae, acc, values[acc.key_in].float(), values[acc.key_out].float(), real, later, rows)
         acc.per_text[rows, 0] = _ce(clean, inputs, ce_mask)
         acc.per_text[rows, 4] = ce_mask.sum(dim=1).numpy()
-        spliced = _log_probs(spliced_logits(model, [Splice(sae)], inputs))
+        spliced = _log_probs(spliced_logits(model, [Splice(sae, splice_first=splice_first)], inputs))
         acc.per_text[rows, 1] = _ce(spliced, inputs, ce_mask)
         acc.kl += _kl(clean, spliced, ce_mask)
-        zeroed, _ = _ablated(model, acc.key_out, inputs, torch.zeros(sae.cfg.d_out))
+        zeroed, _ = _ablated(model, acc.key_out, inputs, torch.zeros(sae.cfg.d_out), splice_first)
         acc.per_text[rows, 2] = _ce(zeroed, inputs, ce_mask)
         acc.kl_zero += _kl(clean, zeroed, ce_mask)
 
 
-def _mean_pass(model: Model, acc: _Acc, inputs: dict[str, torch.Tensor], start: int) -> None:
+def _mean_pass(model: Model, acc: _Acc, inputs: dict[str, torch.Tensor], start: int, splice_first: bool) -> None:
     ce_mask, _, later = _masks(inputs)
     rows = slice(start, start + len(ce_mask))
-    logp, y = _ablated(model, acc.key_out, inputs, acc.mean)
+    logp, y = _ablated(model, acc.key_out, inputs, acc.mean, splice_first)
     acc.per_text[rows, 3] = _ce(logp, inputs, ce_mask)
     dev = ((y.float() - acc.mean) ** 2).sum(-1) * later
     acc.per_text[rows, 6] = dev.sum(dim=1).numpy()
 
 
-def _ablated(model: Model, key: str, inputs: dict[str, torch.Tensor],
-             value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-probs with site ``key`` ("mlp.3") replaced by ``value`` everywhere, and its clean value."""
+def _ablated(model: Model, key: str, inputs: dict[str, torch.Tensor], value: torch.Tensor,
+             splice_first: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs with site ``key`` ("mlp.3") replaced by ``value`` (each text's first token too
+    only if ``splice_first``), and its clean value."""
     name, layer = key.rsplit(".", 1)
     ref = model.at(name, int(layer))
     unembed = model.logits()
+    keep = first_tokens(inputs)[..., None] & (not splice_first)
     with model.trace(inputs):
         y = ref.read()
         clean = save(y.clone())
-        ref.write(torch.zeros_like(y) + value.to(y.dtype))
+        ref.write(torch.where(keep, y, torch.zeros_like(y) + value.to(y.dtype)))
         logits = save(unembed.all())
     return _log_probs(logits), clean
 

@@ -10,6 +10,11 @@ with what the dictionary makes of its input (``site`` at ``layer``):
   (up to float error) and with an ``edit`` only the edited latents change the pass (the
   SAELens convention; Marks et al. 2024 call ``target - x_hat`` the error node).
 
+``splice_first=False`` leaves each text's first real token as the model computes it: its
+residual is an attention sink hundreds of times the norm of the others (SmolLM2: ~660 against
+~100 in the middle layers), dictionaries are trained without it, and replacing it breaks
+every later position's attention (Gemma Scope and SAELens evaluations skip it the same way).
+
 ``edit`` maps the latents (batch, positions, d_sae) to new latents: a steer, a clamp, an
 ablation (`mechscope.sae.interventions` builds them). For a sparse autoencoder ``target`` is
 ``x``; for a transcoder it is the MLP's real output.
@@ -60,9 +65,18 @@ class Splice:
     sae: SAE
     error_term: bool = False
     edit: Edit | None = None
+    splice_first: bool = True
 
-    def value(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """What the output site gets, given the input ``x`` and the real ``target`` there."""
+    def value(self, x: torch.Tensor, target: torch.Tensor, first: torch.Tensor | None = None) -> torch.Tensor:
+        """What the output site gets, given the input ``x`` and the real ``target`` there;
+        ``first`` (batch, positions) marks each text's first token (kept as ``target`` unless
+        ``splice_first``)."""
+        out = self._spliced(x, target)
+        if first is not None and not self.splice_first:
+            out = torch.where(first[..., None], target, out)
+        return out
+
+    def _spliced(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         sae = self.sae
         f = sae.encode(x.float())
         skip = x.float() if sae.cfg.kind == "skip_transcoder" else None
@@ -72,6 +86,21 @@ class Splice:
         new = recon if self.edit is None else sae.decode(_checked_edit(self.edit, f), skip)
         out = new + (target.float() - recon) if self.error_term else new
         return out.to(target.dtype)
+
+
+def first_tokens(inputs: Any) -> torch.Tensor:
+    """(batch, positions) True at each row's first real token (left padding respected).
+
+    >>> import torch
+    >>> first_tokens({"input_ids": torch.zeros(2, 3), "attention_mask": torch.tensor([[1, 1, 1], [0, 1, 1]])}).tolist()
+    [[True, False, False], [False, True, False]]
+    """
+    ids = inputs["input_ids"] if isinstance(inputs, dict) else inputs
+    mask = inputs.get("attention_mask") if isinstance(inputs, dict) else None
+    if mask is None:
+        mask = torch.ones(ids.shape[:2], dtype=torch.long)
+    mask = mask.long()
+    return (mask.cumsum(dim=1) == 1) & mask.bool()
 
 
 def _checked_edit(edit: Edit, f: torch.Tensor) -> torch.Tensor:
@@ -149,15 +178,16 @@ def spliced_logits(model: Model, splices: Sequence[Splice], inputs: dict[str, to
     """
     plan = _plan(model, splices)
     unembed = model.logits()
+    first = first_tokens(inputs)
     with model.trace(inputs):
         for sp, ref_in, ref_out in plan:
             x = ref_in.read()
             if ref_out is None:
-                ref_in.write(sp.value(x, x))
+                ref_in.write(sp.value(x, x, first))
             else:
-                ref_out.write(sp.value(x, ref_out.read()))
+                ref_out.write(sp.value(x, ref_out.read(), first))
         logits = save(unembed.all())
     return logits
 
 
-__all__ = ["Splice", "check_fits", "spliced_logits", "Edit"]
+__all__ = ["Splice", "check_fits", "spliced_logits", "first_tokens", "Edit"]
