@@ -147,3 +147,30 @@ def offline_browser() -> Iterator[Any]:
             return open_offline(context, path, page_html(snapshot, dark))
 
         yield open_page
+
+
+def one_browser_fixtures() -> tuple[Any, Any, Any]:
+    """Module fixtures ``browser`` (one headless Chromium context + temp dir), ``chromium`` (that
+    context, for a live JupyterLab page too: Playwright's sync API runs one instance per thread)
+    and ``open_page(widget, name, dark=False)`` (the widget's offline snapshot, network cut).
+
+    In a test module: ``browser, chromium, open_page = one_browser_fixtures()``.
+    """
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def browser() -> Iterator[tuple[Any, Path]]:
+        with offline_context() as pair:
+            yield pair
+
+    @pytest.fixture(scope="module")
+    def chromium(browser: tuple[Any, Path]) -> Any:
+        return browser[0]
+
+    @pytest.fixture(scope="module")
+    def open_page(browser: tuple[Any, Path]) -> Any:
+        context, tmp = browser
+        return lambda widget, name, dark=False: open_offline(context, tmp / f"{name}{'-dark' * dark}.html",
+                                                             page_html(widget.offline_html(), dark))
+
+    return browser, chromium, open_page

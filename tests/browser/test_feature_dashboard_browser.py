@@ -22,9 +22,7 @@ from tests.browser.offline_page import (
     SCREENSHOTS,
     assert_clean,
     canvas_pixel,
-    offline_context,
-    open_offline,
-    page_html,
+    one_browser_fixtures,
     visible_token,
 )
 from tests.hostile import CATALOGUE, FORBIDDEN_ELEMENTS
@@ -37,24 +35,7 @@ TEXTS = ["the cat sat on the mat", "one two three four five", "a dog ran far awa
 HIST_W, HIST_H = 320, 90
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[tuple[Any, Any]]:
-    """One headless Chromium for the offline pages and the live JupyterLab page."""
-    with offline_context() as pair:
-        yield pair
-
-
-@pytest.fixture(scope="module")
-def chromium(browser: tuple[Any, Any]) -> Any:
-    return browser[0]
-
-
-@pytest.fixture(scope="module")
-def open_page(browser: tuple[Any, Any]) -> Any:
-    """``open(widget, name, dark=False)``: the widget's offline snapshot, network cut."""
-    context, tmp = browser
-    return lambda widget, name, dark=False: open_offline(context, tmp / f"{name}{'-dark' * dark}.html",
-                                                         page_html(widget.offline_html(), dark))
+browser, chromium, open_page = one_browser_fixtures()
 
 
 @pytest.fixture(scope="module")

@@ -25,9 +25,7 @@ from tests.browser.offline_page import (
     SCREENSHOTS,
     assert_clean,
     canvas_pixel,
-    offline_context,
-    open_offline,
-    page_html,
+    one_browser_fixtures,
     visible_token,
 )
 from tests.hostile import CATALOGUE, FORBIDDEN_ELEMENTS
@@ -40,25 +38,7 @@ PALETTE = [(0x4C, 0x78, 0xA8), (0xF5, 0x85, 0x18), (0x54, 0xA2, 0x4B)]
 CANVAS = "canvas.ms-ps-canvas"
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[tuple[Any, Any]]:
-    """One headless Chromium for this module's offline pages and its live JupyterLab page
-    (Playwright's sync API runs one instance per thread)."""
-    with offline_context() as pair:
-        yield pair
-
-
-@pytest.fixture(scope="module")
-def chromium(browser: tuple[Any, Any]) -> Any:
-    return browser[0]
-
-
-@pytest.fixture(scope="module")
-def open_page(browser: tuple[Any, Any]) -> Any:
-    """``open(widget, name, dark=False)``: the widget's offline snapshot, network cut (offline_page.py)."""
-    context, tmp = browser
-    return lambda widget, name, dark=False: open_offline(context, tmp / f"{name}{'-dark' * dark}.html",
-                                                         page_html(widget.offline_html(), dark))
+browser, chromium, open_page = one_browser_fixtures()
 
 
 def pixel_positions(pg, w: ProjectionScatter) -> tuple[np.ndarray, np.ndarray, dict]:
