@@ -170,3 +170,26 @@ def hf_greedy(model, prompt, n):
         out = model.hf.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
                                 max_new_tokens=n, pad_token_id=model.tokenizer.pad_token_id)
     return out[0, ids.shape[1]:].tolist()
+
+
+def replaced_logits(model, ids: torch.Tensor, site: str, layer: int, change) -> torch.Tensor:
+    """Logits (positions, vocab) of one unpadded row ``ids`` (1, n) with ``change(x_in, y) -> y'``
+    at the site's output by plain torch hooks (``resid``: the block output, x_in = y; ``mlp``: the
+    MLP output, x_in = the MLP's input); ``change=None``: the clean run."""
+    handles = []
+    if change is not None:
+        module, _ = site_module(model, site, layer)
+        seen = {}
+        handles.append(module.register_forward_pre_hook(lambda _m, a: seen.__setitem__("x", a[0])))
+
+        def post(_m, _a, out):
+            y = out[0] if isinstance(out, tuple) else out
+            new = change(seen["x"] if site == "mlp" else y, y).to(y.dtype)
+            return (new, *out[1:]) if isinstance(out, tuple) else new
+        handles.append(module.register_forward_hook(post))
+    try:
+        with torch.no_grad():
+            return model.hf(input_ids=ids).logits[0].float()
+    finally:
+        for h in handles:
+            h.remove()

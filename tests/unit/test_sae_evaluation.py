@@ -12,7 +12,7 @@ from mechscope.errors import InputError
 from mechscope.sae import SAE
 from mechscope.sae.evaluation import evaluate
 from mechscope.sae.splice import Splice, spliced_logits
-from tests.reference_hooks import site_module
+from tests.reference_hooks import replaced_logits
 
 TEXTS = ["the cat sat on the mat today", "one two three four five", "hello world", "a b c d e f g h"]
 
@@ -30,25 +30,13 @@ def _hooked_nll(model, text: str, site: str, layer: int, replace, first: bool = 
     (None: clean), by plain torch hooks: for "resid" the block output, for "mlp" the MLP; the
     first token is replaced too only if ``first``."""
     ids = model.tokenizer(text, return_tensors="pt")["input_ids"]
-    handles = []
-    if replace is not None:
-        module, _ = site_module(model, site, layer)
-        seen = {}
-        handles.append(module.register_forward_pre_hook(lambda _m, a: seen.__setitem__("x", a[0])))
 
-        def post(_m, _a, out):
-            y = out[0] if isinstance(out, tuple) else out
-            new = replace(seen["x"] if site == "mlp" else y, y).clone()
-            if not first:
-                new[:, 0] = y[:, 0]
-            return (new, *out[1:]) if isinstance(out, tuple) else new
-        handles.append(module.register_forward_hook(post))
-    try:
-        with torch.no_grad():
-            logits = model.hf(input_ids=ids).logits[0, :-1].float()
-    finally:
-        for h in handles:
-            h.remove()
+    def change(x, y):
+        new = replace(x, y).clone()
+        if not first:
+            new[:, 0] = y[:, 0]
+        return new
+    logits = replaced_logits(model, ids, site, layer, None if replace is None else change)[:-1]
     nll = -torch.log_softmax(logits, -1).gather(-1, ids[0, 1:, None])[:, 0]
     return float(nll.sum()), len(nll)
 

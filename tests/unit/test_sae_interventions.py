@@ -22,31 +22,13 @@ from mechscope.sae.interventions import (
 )
 from mechscope.sae.splice import spliced_logits
 from tests.helpers import model_fingerprint
-from tests.reference_hooks import hf_greedy, site_module
+from tests.reference_hooks import hf_greedy, replaced_logits, site_module
 
 TEXTS = ["the cat sat on the mat today", "one two three four five", "hello world", "a b c d e f g h"]
 
 
 def _hooked(model, ids, site: str, layer: int, change):
-    """Logits (positions, vocab) of one unpadded row with ``change(x_in, y) -> y'`` at the site's
-    output (resid: the block output, x_in = y; mlp: the MLP output, x_in = its input)."""
-    handles = []
-    if change is not None:
-        module, _ = site_module(model, site, layer)
-        seen = {}
-        handles.append(module.register_forward_pre_hook(lambda _m, a: seen.__setitem__("x", a[0])))
-
-        def post(_m, _a, out):
-            y = out[0] if isinstance(out, tuple) else out
-            new = change(seen["x"] if site == "mlp" else y, y).to(y.dtype)
-            return (new, *out[1:]) if isinstance(out, tuple) else new
-        handles.append(module.register_forward_hook(post))
-    try:
-        with torch.no_grad():
-            return model.hf(input_ids=ids).logits[0].float()
-    finally:
-        for h in handles:
-            h.remove()
+    return replaced_logits(model, ids, site, layer, change)
 
 
 def _hooked_greedy(model, prompt, site, layer, change, n):
