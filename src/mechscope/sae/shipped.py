@@ -25,8 +25,8 @@ CONFIG: dict[str, Any] = {
     "model": "SmolLM2-135M-Instruct",
     "collect": {"split": "train", "n_texts": 4000, "max_chars": 800, "sites": ["resid", "mlp_in", "mlp"],
                 "layers": [8, 15, 22], "dtype": "float16", "skip_first": True, "batch_size": 16},
-    "train": {"epochs": 8, "batch_size": 1024, "seed": 0},
-    "evaluate": {"split": "heldout", "n_texts": 200, "max_chars": 800, "context": 128},
+    "train": {"epochs": 3, "batch_size": 1024, "lr": 1e-3, "seed": 0},
+    "evaluate": {"split": "heldout", "n_texts": 100, "max_chars": 800, "context": 128},
     "dictionaries": [
         {"name": "resid-8", "kind": "sae", "site": "resid", "layer": 8, "architecture": "topk", "d_sae": 2048, "k": 64},
         {"name": "resid-15", "kind": "sae", "site": "resid", "layer": 15, "architecture": "topk", "d_sae": 2048,
@@ -120,7 +120,7 @@ def build(names: Any = None, *, out: Path | None = None, progress: bool = True) 
     for d in specs:
         extra = {"site_out": d["site_out"]} if "site_out" in d else {}
         result = train(store, layer=d["layer"], site=d["site"], kind=d["kind"], architecture=d["architecture"],
-                       d_sae=d["d_sae"], k=d["k"], epochs=t["epochs"], seeds=(t["seed"],),
+                       d_sae=d["d_sae"], k=d["k"], epochs=t["epochs"], seeds=(t["seed"],), lr=t["lr"],
                        batch_size=t["batch_size"], out_dir=cache_dir() / "train" / d["name"],
                        progress=progress, **extra)
         ev = evaluate(result.sae, model, heldout, context=e["context"], progress=progress)
