@@ -7,47 +7,17 @@ already, Debian apt (``apt-get download``); skipped with the reason when apt can
 from __future__ import annotations
 
 import hashlib
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
 
 import pytest
 
-from mechscope.corpus import GENRES, SOURCES, build, corpus_dir, heldout, load
-from mechscope.corpus.builder import source_key
+from mechscope.corpus import GENRES, SOURCES, heldout
 
 pytestmark = pytest.mark.embedded
 
 
-def _all_parsed(root: Path) -> bool:
-    return all((root / "parsed" / f"{s.name}-{source_key(s)}.jsonl").is_file() for s in SOURCES)
-
-
-def _apt_reason() -> str | None:
-    """Why apt cannot fetch (None when it can): tries the smallest package, fortunes-min."""
-    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
-        return "apt-get/dpkg-deb not installed (not a Debian system)"
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            run = subprocess.run(["apt-get", "download", "fortunes-min"], cwd=tmp,
-                                 capture_output=True, text=True, timeout=60, check=False)
-        except subprocess.TimeoutExpired:
-            return "apt-get download timed out (no network to the Debian mirror)"
-        if run.returncode != 0:
-            return f"apt-get download fails: {run.stderr.strip()[-200:]}"
-    return None
-
-
 @pytest.fixture(scope="module")
-def corpus():
-    root = corpus_dir()
-    if not _all_parsed(root):
-        reason = _apt_reason()
-        if reason:
-            pytest.skip(f"cannot build the corpus: {reason}")
-    build(progress=False)
-    return load("train"), load("heldout")
+def corpus(built_corpus):
+    return built_corpus
 
 
 def test_corpus_size_languages_genres(corpus) -> None:
