@@ -123,7 +123,7 @@ class SAE(torch.nn.Module):
     ``W_skip`` (d_in, d_out). See the module docstring for the maths.
 
     >>> sae = SAE.random(d_in=6, d_sae=12, seed=1)
-    >>> sae.cfg.architecture, tuple(sae.W_dec.shape), round(float(sae.W_dec.norm(dim=1).mean()), 4)
+    >>> sae.cfg.architecture, tuple(sae.W_dec.shape), round(float(sae.W_dec.detach().norm(dim=1).mean()), 4)
     ('relu', (12, 6), 1.0)
     """
 
