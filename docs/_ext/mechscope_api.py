@@ -46,6 +46,7 @@ NAMESPACES = (
     "mechscope.dynamics",
     "mechscope.corpus",
     "mechscope.sae",
+    "mechscope.circuits",
     "mechscope.widgets",
 )
 

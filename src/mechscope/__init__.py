@@ -49,7 +49,7 @@ __version__ = "0.1.0"
 
 #: Public submodules, imported on first use (``mechscope.metrics.logit_diff`` works after a
 #: plain ``import mechscope``, and ``import mechscope`` stays as fast as before).
-SUBMODULES = ("analysis", "corpus", "datasets", "dynamics", "errors", "interventions", "metrics", "models",
+SUBMODULES = ("analysis", "circuits", "corpus", "datasets", "dynamics", "errors", "interventions", "metrics", "models",
               "publish", "sae", "toys", "validate", "widgets")
 #: Names of `mechscope.publish` also offered at the top level, imported on first use.
 _FROM_PUBLISH = ("PublishReport", "export_html", "publish_site")

@@ -1,0 +1,19 @@
+"""Circuits: which edges between heads and MLPs carry a behaviour, scored over a dataset and checked by patching.
+
+`edge_attribution` (EAP and EAP-IG scores for every edge of the `ComponentGraph`),
+`EdgeScores.circuit` / `.random_circuit` (top edges pruned to what connects input to logits,
+and the same-size baseline), `faithfulness` (the model run with every other edge replaced,
+exactly) and `edge_patching` (exact single-edge effects, the reference the scores answer to).
+
+>>> import mechscope
+>>> mechscope.circuits.ComponentGraph.build(n_layers=30, n_heads=9, n_kv_heads=3).n_edges   # SmolLM2-135M
+70651
+"""
+
+from .attribution import METHODS, EdgeScores, edge_attribution
+from .circuit import Circuit, prune, select
+from .faithfulness import ABLATIONS, Faithfulness, edge_patching, faithfulness
+from .graph import ComponentGraph
+
+__all__ = ["ABLATIONS", "METHODS", "Circuit", "ComponentGraph", "EdgeScores", "Faithfulness", "edge_attribution",
+           "edge_patching", "faithfulness", "prune", "select"]
