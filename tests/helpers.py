@@ -1,8 +1,11 @@
-"""Test helpers: prove an intervention left a model exactly as it was."""
+"""Test helpers: prove an intervention left a model exactly as it was, and that bad input is
+refused before any forward pass."""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -32,3 +35,17 @@ def model_fingerprint(model: Any) -> dict[str, Any]:
         "tokenizer": (tok.padding_side, tok.pad_token, tok.truncation_side, len(tok)),
         "rng": torch.random.get_rng_state().clone().numpy().tobytes(),
     }
+
+
+@contextmanager
+def no_forward(model: Any) -> Iterator[list[int]]:
+    """Fail if ``model.hf`` runs a forward pass inside the block (a forward pre-hook counts them;
+    it is removed on the way out). Wrap ``pytest.raises(InputError, ...)`` in it to prove the
+    error came before any expensive work; when the block raises, that exception propagates."""
+    calls: list[int] = []
+    handle = model.hf.register_forward_pre_hook(lambda *_: calls.append(1))
+    try:
+        yield calls
+    finally:
+        handle.remove()
+    assert calls == [], f"{len(calls)} forward pass(es) ran before the error"

@@ -21,7 +21,7 @@ from mechscope.sae.interventions import (
     steer,
 )
 from mechscope.sae.splice import spliced_logits
-from tests.helpers import model_fingerprint
+from tests.helpers import model_fingerprint, no_forward
 from tests.reference_hooks import hf_greedy, replaced_logits, site_module
 
 TEXTS = ["the cat sat on the mat today", "one two three four five", "hello world", "a b c d e f g h"]
@@ -211,12 +211,6 @@ def test_no_edit_has_no_side_effect(tiny_llama):
     assert abs(fx.delta_ce) < 1e-4 and abs(fx.kl) < 1e-4 and fx.edits == ()
 
 
-def _count_forwards(model):
-    calls = []
-    handle = model.hf.register_forward_pre_hook(lambda *_: calls.append(1))
-    return calls, handle
-
-
 @pytest.mark.parametrize(("call", "message"), [
     (lambda m, s: feature_generate(m, s, "a", steer(24, 1.0)), "feature 24 is out of range: this dictionary has d_sae=24"),
     (lambda m, s: feature_generate(m, s, "a", steer([1], float("nan"))), "alpha must be a finite number"),
@@ -240,13 +234,8 @@ def _count_forwards(model):
 ])
 def test_bad_input_before_any_forward_pass(tiny_llama, call, message):
     sae = _planted(tiny_llama)
-    calls, handle = _count_forwards(tiny_llama)
-    try:
-        with pytest.raises(InputError, match=message):
-            call(tiny_llama, sae)
-    finally:
-        handle.remove()
-    assert calls == []
+    with no_forward(tiny_llama), pytest.raises(InputError, match=message):
+        call(tiny_llama, sae)
 
 
 def test_remote_local_equals_local():

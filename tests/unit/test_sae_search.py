@@ -9,7 +9,7 @@ import pytest
 from mechscope.errors import InputError
 from mechscope.sae import SAE
 from mechscope.sae.search import promoting_features, separating_features, top_features
-from tests.helpers import model_fingerprint
+from tests.helpers import model_fingerprint, no_forward
 from tests.reference_hooks import capture
 
 A = ["the cat sat on the mat", "a cat and a cat", "cats like the cat", "my cat is here now"]
@@ -154,11 +154,6 @@ def test_promoting_features_equal_numpy(tiny):
     assert int(got.features[0]) == 9 == int(raw.features[0])
 
 
-def _forwards(model):
-    calls = []
-    return calls, model.hf.register_forward_pre_hook(lambda *_: calls.append(1))
-
-
 @pytest.mark.parametrize(("call", "message"), [
     (lambda m, s: separating_features(s, m, [], B), "texts_a is empty"),
     (lambda m, s: separating_features(s, m, A, []), "texts_b is empty"),
@@ -179,13 +174,8 @@ def _forwards(model):
 ])
 def test_bad_input_before_any_forward_pass(tiny_llama, call, message):
     sae = SAE.random(tiny_llama.d_model, 30, layer=1, model=tiny_llama.name)
-    calls, handle = _forwards(tiny_llama)
-    try:
-        with pytest.raises(InputError, match=message):
-            call(tiny_llama, sae)
-    finally:
-        handle.remove()
-    assert calls == []
+    with no_forward(tiny_llama), pytest.raises(InputError, match=message):
+        call(tiny_llama, sae)
 
 
 def test_one_token_text_with_skip_first(tiny_llama):
