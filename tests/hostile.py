@@ -129,6 +129,7 @@ def widgets() -> dict[str, Any]:
     out["Dynamics"] = Dynamics(result, title=title)
 
     from tests.hostile_attention import make as attention_patterns
+    from tests.hostile_circuit_graph import make as circuit_graph
     from tests.hostile_feature_dashboard import make as feature_dashboard
     from tests.hostile_projection import make as projection_scatter
     from tests.hostile_sae_training import make as sae_training
@@ -141,4 +142,5 @@ def widgets() -> dict[str, Any]:
     out["ProjectionScatter"] = projection_scatter(title)
     out["TrainingMonitor"] = sae_training(title)
     out["FeatureDashboard"] = feature_dashboard(title)
+    out["CircuitGraph"] = circuit_graph(title)
     return out

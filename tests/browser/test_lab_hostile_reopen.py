@@ -46,7 +46,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 REPO = Path(__file__).resolve().parents[2]
 NAME = "lab-hostile-all.ipynb"
 KINDS = ["Heatmap", "LogitLens", "PatchingMap", "PatchingMapDataset", "Selectivity", "SteeringPlayground", "Dynamics",
-         "AttentionPatterns", "TokenText", "Superposition", "ProjectionScatter", "TrainingMonitor", "FeatureDashboard"]
+         "AttentionPatterns", "TokenText", "Superposition", "ProjectionScatter", "TrainingMonitor", "FeatureDashboard",
+         "CircuitGraph"]
 CELLS = [f"import sys\nsys.path.insert(0, {str(REPO)!r})\nfrom tests.hostile import widgets\nws = widgets()"]
 CELLS += [f"ws[{kind!r}]" for kind in KINDS]
 TITLE = CATALOGUE[1]

@@ -281,3 +281,45 @@ def test_projections_split_per_head(model):
     z = torch.randn(5, model.n_heads * model.d_head)
     per_head = torch.einsum("phe,hde->pd", z.reshape(5, model.n_heads, -1), w.w_o)
     torch.testing.assert_close(per_head, attn.o_proj(z).detach(), atol=1e-5, rtol=1e-5)
+
+
+def test_single_edge_copies_equal_the_general_patched_run(model):
+    from mechscope.circuits.traces import node_outputs, patched_logits, single_edge_logits
+
+    g = ComponentGraph.of(model)
+    ids = torch.stack([model.to_tokens(c)[0] for c, _ in ROWS[:2]])     # the two 8-token pairs
+    corrupt = torch.stack([model.to_tokens(k)[0] for _, k in ROWS[:2]])
+    clean_acts, _ = node_outputs(model, g, ids)
+    ref, _ = node_outputs(model, g, corrupt)
+    edges = np.random.default_rng(3).choice(g.n_edges, 25, replace=False)
+    kinds = {g.downstream[v].split(".")[-1][-3:] for v in g.edges[edges, 1]}
+    assert {"q", "k", "v", "MLP", "its"} <= kinds  # every kind of downstream node is among them
+    fast = single_edge_logits(model, g, ids, ref - clean_acts, edges)
+    for j, e in enumerate(edges):
+        out = np.zeros_like(g.valid)
+        out[g.edges[e, 0], g.edges[e, 1]] = True
+        torch.testing.assert_close(fast[j], patched_logits(model, g, ids, ref, out), atol=2e-5, rtol=1e-5)
+
+
+def test_curve_and_agreement(model, data):
+    from mechscope.circuits import edge_agreement, faithfulness_curve
+
+    eap = edge_attribution(model, data, method="eap", progress=False)
+    ig = edge_attribution(model, data, method="eap-ig", steps=8, progress=False)
+    g = eap.graph
+    curve = faithfulness_curve(model, data, {"eap": eap, "eap-ig": ig}, sizes=[8, 30, g.n_edges], seeds=[0, 1],
+                               progress=False)
+    assert curve.methods == ("eap", "eap-ig", "random")
+    np.testing.assert_allclose(curve.value[:, -1], 1.0, atol=1e-5)
+    single = faithfulness(model, data, ig.circuit(n_edges=30), progress=False)
+    assert curve.value[1, 1] == pytest.approx(single.value, abs=1e-6)
+    assert curve.smallest("eap-ig", target=0.8) in (8, 30, g.n_edges)
+    agree = edge_agreement(model, data, ig, n_edges=40, seed=0, progress=False)
+    assert agree.top.sum() == 20 and len(set(agree.edges.tolist())) == 40
+    exact = edge_patching(model, data, agree.edges, progress=False).mean(0)
+    np.testing.assert_allclose(agree.exact, exact, atol=1e-6)
+    assert agree.spearman > 0.8 and agree.ci_low <= agree.spearman <= agree.ci_high
+    with no_forward(model), pytest.raises(InputError, match="n_edges must be at least 3"):
+        edge_agreement(model, data, ig, n_edges=2)
+    with no_forward(model), pytest.raises(InputError, match="scores must be EdgeScores or a dict"):
+        faithfulness_curve(model, data, [ig], sizes=[3])

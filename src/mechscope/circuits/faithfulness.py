@@ -32,7 +32,7 @@ from ..progress import progress as bar
 from ..stats import bootstrap
 from .batches import Prepared, prepare
 from .circuit import Circuit
-from .traces import node_outputs, patched_logits
+from .traces import node_outputs, patched_logits, single_edge_logits
 
 #: What edges outside a circuit carry: the corrupt run's outputs, or each node's mean output.
 ABLATIONS = ("patch", "mean")
@@ -85,7 +85,7 @@ def _mean_outputs(job: Prepared, progress: bool) -> torch.Tensor:
     return total / count.clamp(min=1)[None, :, None]
 
 
-class _References:
+class References:
     """The outputs edges outside a circuit carry: the corrupt run's, or the dataset means."""
 
     def __init__(self, job: Prepared, ablation: str, progress: bool) -> None:
@@ -102,7 +102,8 @@ class _References:
         return self.means[:, None, :p].expand(-1, b, -1, -1), None
 
 
-def _check_circuit(job: Prepared, circuit: Any) -> Circuit:
+def check_circuit(job: Prepared, circuit: Any) -> Circuit:
+    """``circuit`` if it is a `Circuit` of this job's graph, else an `InputError`."""
     if not isinstance(circuit, Circuit):
         raise InputError(f"circuit must be a Circuit (scores.circuit(n_edges=...)), got {type(circuit).__name__}.")
     if circuit.graph.valid.shape != job.graph.valid.shape or circuit.graph.upstream != job.graph.upstream:
@@ -123,21 +124,38 @@ def faithfulness(model: Any, pairs: Any, circuit: Any, ablation: str = "patch", 
     mechscope.errors.InputError: circuit must be a Circuit (scores.circuit(n_edges=...)), got NoneType.
     """
     job = prepare(model, pairs, "faithfulness", metric=metric, batch_size=batch_size)
-    circuit = _check_circuit(job, circuit)
-    refs = _References(job, ablation, progress)
-    out, everything = circuit.out_matrix(), job.graph.valid
-    m = np.zeros((job.n, 3))
-    for batch in bar(job.batches, desc=f"faithfulness ({circuit.n_edges} edges)", unit="batch", enabled=progress):
-        _, clean_logits = node_outputs(job.model, job.graph, batch.clean)
-        ref, corrupt_logits = refs.of(batch)
-        metric_fn = job.metric_of(batch, clean_logits)
-        if corrupt_logits is None:
-            corrupt_logits = patched_logits(job.model, job.graph, batch.clean, ref, everything)
-        circuit_logits = patched_logits(job.model, job.graph, batch.clean, ref, out)
-        m[batch.examples] = torch.stack([metric_fn(circuit_logits), metric_fn(clean_logits),
-                                         metric_fn(corrupt_logits)], 1).numpy()
+    circuit = check_circuit(job, circuit)
+    refs = References(job, ablation, progress)
+    m = circuit_metrics(job, refs, [circuit], progress)
+    return summarise(m[:, [0, 1, 2]], circuit.n_edges, ablation)
+
+
+def summarise(m: np.ndarray, n_edges: int, ablation: str) -> Faithfulness:
+    """`Faithfulness` from per-example (circuit, model, corrupt) metrics (examples, 3)."""
     value, low, high = bootstrap(m, _ratio)
-    return Faithfulness(value, low, high, m[:, 0], m[:, 1], m[:, 2], circuit.n_edges, ablation)
+    return Faithfulness(value, low, high, m[:, 0], m[:, 1], m[:, 2], n_edges, ablation)
+
+
+def circuit_metrics(job: Prepared, refs: References, circuits: list[Circuit], progress: bool) -> np.ndarray:
+    """Per-example metric (examples, C + 2): each circuit's run, then the model's, then the
+    run with every edge replaced (the corrupt run for "patch"); one clean and one reference
+    run per batch serve every circuit."""
+    outs = [c.out_matrix() for c in circuits]
+    m = np.zeros((job.n, len(circuits) + 2))
+    desc = f"faithfulness of {len(circuits)} circuit{'s' if len(circuits) > 1 else ''}"
+    with bar(total=len(job.batches) * len(circuits), desc=desc, unit="run", enabled=progress) as done:
+        for batch in job.batches:
+            _, clean_logits = node_outputs(job.model, job.graph, batch.clean)
+            ref, corrupt_logits = refs.of(batch)
+            metric_fn = job.metric_of(batch, clean_logits)
+            if corrupt_logits is None:
+                corrupt_logits = patched_logits(job.model, job.graph, batch.clean, ref, job.graph.valid)
+            for i, out in enumerate(outs):
+                m[batch.examples, i] = metric_fn(patched_logits(job.model, job.graph, batch.clean, ref, out)).numpy()
+                done.update(1)
+            m[batch.examples, -2] = metric_fn(clean_logits).numpy()
+            m[batch.examples, -1] = metric_fn(corrupt_logits).numpy()
+    return m
 
 
 def edge_patching(model: Any, pairs: Any, edges: Any, ablation: str = "patch", *, metric: Any = None,
@@ -156,15 +174,23 @@ def edge_patching(model: Any, pairs: Any, edges: Any, ablation: str = "patch", *
     index = np.asarray(edges).ravel()
     if index.size == 0 or index.dtype.kind not in "iu" or index.min() < 0 or index.max() >= g.n_edges:
         raise InputError(f"edges must be edge indices 0..{g.n_edges - 1} (graph.edge_index(up, down)), got {edges!r}.")
-    refs = _References(job, ablation, progress)
+    refs = References(job, ablation, progress)
     effects = np.zeros((job.n, index.size))
-    for batch in bar(job.batches, desc=f"patching {index.size} edges", unit="batch", enabled=progress):
-        _, clean_logits = node_outputs(job.model, g, batch.clean)
-        ref, _ = refs.of(batch)
-        metric_fn = job.metric_of(batch, clean_logits)
-        base = metric_fn(clean_logits)
-        for j, e in enumerate(index):
-            out = np.zeros_like(g.valid)
-            out[g.edges[e, 0], g.edges[e, 1]] = True
-            effects[batch.examples, j] = (metric_fn(patched_logits(job.model, g, batch.clean, ref, out)) - base).numpy()
+    per_run = max(1, 64 // max(len(b.examples) for b in job.batches))
+    chunks = [index[i:i + per_run] for i in range(0, index.size, per_run)]
+    with bar(total=len(job.batches) * len(chunks), desc=f"patching {index.size} edges", unit="run",
+             enabled=progress) as done:
+        for batch in job.batches:
+            clean_acts, clean_logits = node_outputs(job.model, g, batch.clean)
+            ref, _ = refs.of(batch)
+            diff = ref - clean_acts
+            metric_fn = job.metric_of(batch, clean_logits)
+            base = metric_fn(clean_logits)
+            start = 0
+            for chunk in chunks:
+                logits = single_edge_logits(job.model, g, batch.clean, diff, chunk)
+                for j in range(len(chunk)):
+                    effects[batch.examples, start + j] = (metric_fn(logits[j]) - base).numpy()
+                start += len(chunk)
+                done.update(1)
     return effects

@@ -175,3 +175,73 @@ def patched_logits(model: Any, graph: ComponentGraph, ids: torch.Tensor, ref: to
             final.input = (final.input.float() + logit_delta[0]).to(dtype)
         logits = save(model.logits().last().float())
     return logits
+
+
+def _down_kind(graph: ComponentGraph, v: int) -> tuple[int, str, int]:
+    """(layer, "q" | "k" | "v" | "mlp" | "logits", head or kv index) of downstream node ``v``."""
+    layer = int(graph.down_layer[v])
+    if layer == graph.n_layers:
+        return layer, "logits", 0
+    i = v - graph.down_slice(layer).start
+    h, g = graph.n_heads, graph.n_kv_heads
+    if i < h:
+        return layer, "q", i
+    if i < h + g:
+        return layer, "k", i - h
+    if i < h + 2 * g:
+        return layer, "v", i - h - g
+    return layer, "mlp", 0
+
+
+def single_edge_logits(model: Any, graph: ComponentGraph, ids: torch.Tensor, diff: torch.Tensor,
+                       edges: np.ndarray) -> torch.Tensor:
+    """Last-position logits (E, B, vocab) of the clean rows ``ids`` (B, P) with one edge patched
+    per copy: copy j has edge ``edges[j]``'s input shifted by ``diff[u_j]`` ((U, B, P, d) =
+    reference - clean outputs). Nothing upstream of a single patched edge changes, so this equals
+    `patched_logits` with that one edge out, with all E copies in one forward pass."""
+    b = ids.shape[0]
+    dtype = next(model.hf.parameters()).dtype
+    targets: dict[tuple[int, str], list[tuple[int, int, int]]] = {}
+    for j, e in enumerate(edges):
+        u, v = graph.edges[e]
+        layer, kind, index = _down_kind(graph, int(v))
+        targets.setdefault((layer, kind), []).append((j, int(u), index))
+
+    def shift(x: torch.Tensor, hits: list[tuple[int, int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = torch.cat([torch.arange(j * b, (j + 1) * b) for j, _, _ in hits])
+        delta = torch.cat([diff[u] for _, u, _ in hits])
+        return rows, (x[rows].float() + delta).to(dtype)
+
+    paths = [module_paths(model, layer) for layer in range(graph.n_layers)]
+    with model.trace(ids.repeat(len(edges), 1), use_cache=False):
+        for layer in range(graph.n_layers):
+            env = {k: model.envoy_at(p) for k, p in paths[layer].items()}
+            x = env["norm1"].input
+            w = projections(model, layer) if any((layer, k) in targets for k in "qkv") else None
+            for kind in "qkv":
+                hits = targets.get((layer, kind))
+                if not hits or w is None:
+                    continue
+                rows, shifted = shift(x, hits)
+                normed = _plain(model.hf_module_at(paths[layer]["norm1"]), shifted)
+                proj = env[kind].output
+                weight, bias = {"q": (w.w_q, w.b_q), "k": (w.w_k, w.b_k), "v": (w.w_v, w.b_v)}[kind]
+                dh = weight.shape[1]
+                for n, (j, _, index) in enumerate(hits):
+                    part = normed[n * b:(n + 1) * b].float() @ weight[index].float().T
+                    part = part + bias[index].float() if bias is not None else part
+                    proj[j * b:(j + 1) * b, :, index * dh:(index + 1) * dh] = part.to(dtype)
+            hits = targets.get((layer, "mlp"))
+            if hits:
+                mid = env["norm2"].input
+                rows, shifted = shift(mid, hits)
+                mlp_in = env["mlp"].input
+                mlp_in[rows] = _plain(model.hf_module_at(paths[layer]["norm2"]), shifted)
+        hits = targets.get((graph.n_layers, "logits"))
+        final = model.envoy_at(model.adapter.final_norm_path)
+        if hits:
+            x_final = final.input
+            rows, shifted = shift(x_final, hits)
+            x_final[rows] = shifted
+        logits = save(model.logits().last().float())
+    return logits.reshape(len(edges), b, -1)

@@ -12,6 +12,7 @@
 """
 
 from .dashboard import FeatureCard, FeatureDashboards, dashboards
+from .dashboard_corpus import corpus_dashboards
 from .dashboard_prompt import PromptFeatures, features_on
 from .dictionary import ARCHITECTURES, KINDS, SAE, SAEConfig
 from .evaluation import SAEEvaluation, evaluate
@@ -38,10 +39,11 @@ from .search import (
 from .shipped import embedded
 from .splice import Splice, check_fits, spliced_logits
 from .train import TrainResult, train
+from .transcoders import embedded_transcoders
 
 __all__ = ["SAE", "SAEConfig", "ARCHITECTURES", "KINDS", "SAEEvaluation", "evaluate", "Splice", "check_fits",
            "spliced_logits", "load", "save", "TrainResult", "train",
            "FeatureEdit", "SideEffects", "ablate", "clamp", "feature_generate", "feature_generate_sweep",
            "feature_playground", "side_effects", "steer", "PromotingFeatures", "SeparatingFeatures", "TopFeatures",
            "promoting_features", "separating_features", "top_features", "embedded", "FeatureCard", "FeatureDashboards", "dashboards",
-           "PromptFeatures", "features_on"]
+           "PromptFeatures", "features_on", "embedded_transcoders", "corpus_dashboards"]

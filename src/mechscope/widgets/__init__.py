@@ -16,6 +16,7 @@ mechscope.errors.InputError: LogitLens takes a LogitLensResult (from mechscope.l
 """
 
 from .attention import AttentionPatterns
+from .circuit_graph import CircuitGraph, GraphData
 from .codec import decode_array, encode_array
 from .dynamics import Dynamics
 from .feature_dashboard import FeatureDashboard
@@ -29,4 +30,4 @@ from .steering_playground import SteeringPlayground
 from .superposition import Superposition
 from .token_text import TokenText
 
-__all__ = ["AttentionPatterns", "Dynamics", "FeatureDashboard", "Heatmap", "LogitLens", "PatchingMap", "ProjectionScatter", "Selectivity", "SteeringPlayground", "Superposition", "TokenText", "TrainingMonitor", "decode_array", "encode_array"]
+__all__ = ["AttentionPatterns", "CircuitGraph", "Dynamics", "FeatureDashboard", "Heatmap", "LogitLens", "PatchingMap", "ProjectionScatter", "Selectivity", "SteeringPlayground", "Superposition", "TokenText", "TrainingMonitor", "decode_array", "encode_array", "GraphData"]

@@ -235,7 +235,7 @@ class CircuitGraph(Requests, MechscopeWidget):
     metric_name = t.Unicode("metric").tag(sync=True)
     """What an effect is a change of ("logit diff")."""
     min_weight = t.Float(0.0).tag(sync=True)
-    """Edges with |weight| below this are hidden (the slider)."""
+    """Edges whose absolute weight is below this are hidden (the slider)."""
     selected = t.List(t.Int()).tag(sync=True)
     """The selected node indices."""
     groups = t.List(t.List(t.Int())).tag(sync=True)
