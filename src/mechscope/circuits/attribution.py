@@ -84,6 +84,22 @@ class EdgeScores:
         return select(self.graph, rng.permutation(self.graph.n_edges).astype(float), n_edges=n_edges,
                       how=f"random seed {seed}")
 
+    def show(self, n_edges: Any = 200, model: Any = None, pairs: Any = None, ablation: str = "patch",
+             **kwargs: Any) -> Any:
+        """``self.circuit(n_edges).show(model, pairs, scores=self, ...)``: the top ``n_edges`` (at most
+        the graph's edges) as a `mechscope.widgets.CircuitGraph` weighted by these scores (see `Circuit.show`).
+
+        >>> import mechscope
+        >>> from mechscope.datasets import pairs
+        >>> data = pairs([{"clean": "the cat", "corrupt": "the dog", "answer": " the", "wrong": " of"}])
+        >>> w = edge_attribution(mechscope.tiny_model("llama"), data, method="eap", progress=False).show(10)
+        >>> w.n_nodes > 2, w.live
+        (True, False)
+        >>> w.close()
+        """
+        n = min(as_int(n_edges, "n_edges"), self.graph.n_edges)
+        return self.circuit(n).show(model, pairs, scores=self, ablation=ablation, **kwargs)
+
     def to_pandas(self):  # noqa: ANN201 - pandas is imported lazily
         """One row per edge: ``upstream``, ``downstream``, ``score``, ``abs_score``, sorted by absolute score."""
         import pandas as pd

@@ -77,6 +77,23 @@ class Circuit:
         return pd.DataFrame({"upstream": [self.graph.upstream[u] for u in e[:, 0]],
                              "downstream": [self.graph.downstream[v] for v in e[:, 1]]})
 
+    def show(self, model: Any = None, pairs: Any = None, scores: Any = None, ablation: str = "patch",
+             **kwargs: Any) -> Any:
+        """The `mechscope.widgets.CircuitGraph` of this circuit (one node per component, edges
+        weighted by ``scores``); with ``model`` and ``pairs`` each node's ablation effect is
+        precomputed and clicks ablate live (``metric=``, ``batch_size=``, ``progress=`` pass on);
+        see `mechscope.circuits.view.show_circuit`.
+
+        >>> g = ComponentGraph.build(n_layers=1, n_heads=2, n_kv_heads=1)
+        >>> w = Circuit(g, np.isin(np.arange(g.n_edges), [g.edge_index("input", "logits")])).show()
+        >>> w.n_nodes, w.live
+        (2, False)
+        >>> w.close()
+        """
+        from .view import show_circuit
+
+        return show_circuit(self, model, pairs, scores, ablation, **kwargs)
+
     def __repr__(self) -> str:
         return f"Circuit({self.how or 'edges'}: {self.n_edges} edges, {len(self.components)} components)"
 
