@@ -23,7 +23,9 @@ from .curves import (
 )
 from .faithfulness import ABLATIONS, Faithfulness, edge_patching, faithfulness
 from .graph import ComponentGraph
+from .view import NodeEffects, circuit_ablator, circuit_graph_data, node_ablation_effects
 
 __all__ = ["ABLATIONS", "METHODS", "Circuit", "ComponentGraph", "EdgeAgreement", "EdgeScores", "Faithfulness",
-           "FaithfulnessCurve", "edge_agreement", "edge_attribution", "edge_patching", "faithfulness",
-           "faithfulness_curve", "prune", "sample_edges", "select"]
+           "FaithfulnessCurve", "NodeEffects", "circuit_ablator", "circuit_graph_data", "edge_agreement",
+           "edge_attribution", "edge_patching", "faithfulness", "faithfulness_curve", "node_ablation_effects",
+           "prune", "sample_edges", "select"]
