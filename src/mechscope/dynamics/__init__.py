@@ -3,7 +3,8 @@
 Data flows: `train` (runs of checkpoints on disk) -> `measure` (a `DynamicsResult` of head
 scores, neuron selectivity and behaviour per run and checkpoint) -> `emergence` (when each
 metric changes, per seed, and how structure and behaviour correlate) -> ``.show()`` (the
-`Dynamics` widget). `measure` takes any list of checkpoints, not only ours: local
+`Dynamics` widget); `circuits_over_training` (the component circuit at every checkpoint, and
+when the previous-token -> induction-head key edge forms against the loss drop). `measure` takes any list of checkpoints, not only ours: local
 directories, `Model` objects, or Hugging Face revisions (`hub_checkpoints`).
 
 >>> import tempfile
@@ -23,6 +24,13 @@ from .checkpoints import (
     load_checkpoint,
     save_checkpoint,
     save_run,
+)
+from .circuits import (
+    Formation,
+    TrainingCircuits,
+    answer_logprob,
+    circuits_over_training,
+    induction_pairs,
 )
 from .emergence_steps import (
     EmergenceResult,
@@ -50,6 +58,11 @@ from .tasks import InductionTask, task_tokenizer
 from .training import TrainingRuns, build_model, log_schedule, train
 
 __all__ = [
+    "Formation",
+    "TrainingCircuits",
+    "answer_logprob",
+    "circuits_over_training",
+    "induction_pairs",
     "BEHAVIOUR",
     "Checkpoint",
     "CheckpointMetrics",
