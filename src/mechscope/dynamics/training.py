@@ -20,6 +20,7 @@ notebooks/06_training_dynamics.ipynb, well under 5 minutes.
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import tempfile
@@ -39,16 +40,23 @@ from .checkpoints import (
     DTYPES,
     Checkpoint,
     list_checkpoints,
+    read_meta,
     save_checkpoint,
     save_run,
     write_meta,
 )
+from .regularisers import SelectivityRegulariser, captured, check_regularisers, regularisation
 from .tasks import InductionTask, task_tokenizer
 
 if TYPE_CHECKING:
+    from .classification import ClassificationTask
     from .measurement import DynamicsResult
 
 FAMILIES = ("llama", "gpt2")
+#: Optimizer, batch generator and weights at the latest checkpoint, to resume an interrupted run.
+RESUME_FILE = "resume.safetensors"
+#: run.json keys that record what training gave, not how it was set up.
+_OUTCOME = ("train_loss", "train_seconds", "torch_threads")
 
 
 def log_schedule(steps: int, n: int) -> list[int]:
@@ -84,7 +92,7 @@ def schedule(steps: int, checkpoints: str | Sequence[int], n_checkpoints: int) -
     return chosen
 
 
-def build_model(task: InductionTask, *, seed: int = 0, n_layers: int = 2, d_model: int = 64,
+def build_model(task: InductionTask | ClassificationTask, *, seed: int = 0, n_layers: int = 2, d_model: int = 64,
                 n_heads: int = 4, d_mlp: int = 0, family: str = "llama") -> torch.nn.Module:
     """A randomly initialised causal LM over the task's vocabulary (eager attention, no dropout).
 
@@ -186,13 +194,14 @@ class TrainingRuns:
                 f"{self.steps[-1]}, {self.total_seconds:.1f} s, in {self.out_dir})")
 
 
-def train(task: InductionTask | None = None, *, seeds: Sequence[int] = (0, 1, 2),
+def train(task: InductionTask | ClassificationTask | None = None, *,
+          seeds: Sequence[int] = (0, 1, 2),
           n_layers: int = 2, d_model: int = 64, n_heads: int = 4, d_mlp: int = 0,
           family: str = "llama", steps: int = 600, batch_size: int = 32, lr: float = 2e-3,
           warmup: int = 25, weight_decay: float = 0.0, checkpoints: str | Sequence[int] = "log",
           n_checkpoints: int = 30, out_dir: str | Path | None = None, dtype: str = "float32",
-          overwrite: bool = False, progress: bool = True,
-          num_threads: int | None = None) -> TrainingRuns:
+          overwrite: bool = False, progress: bool = True, num_threads: int | None = None,
+          regularisers: Sequence[SelectivityRegulariser] | None = None) -> TrainingRuns:
     """Train one small model per seed on ``task`` and checkpoint it on a schedule.
 
     Per seed: the weights are initialised with ``torch.manual_seed(seed)`` and the batches
@@ -203,8 +212,19 @@ def train(task: InductionTask | None = None, *, seeds: Sequence[int] = (0, 1, 2)
     last step included. Checkpoints are safetensors of the weights only, in ``dtype``
     ("float32" reloads bitwise; "float16" halves the size); the config, tokenizer and
     ``run.json`` are written once per run, into ``out_dir/seed{seed}/`` (a new temporary
-    folder if no ``out_dir``). A run folder that already holds checkpoints is an error unless
-    ``overwrite=True``. ``num_threads`` sets torch's thread count during training only.
+    folder if no ``out_dir``). ``num_threads`` sets torch's thread count during training only.
+
+    ``task`` is an `InductionTask` (loss on every next token) or a
+    `mechscope.dynamics.classification.ClassificationTask` (loss on the class read at the last
+    position). ``regularisers``: terms added to the loss that act on internals, e.g.
+    ``[selectivity_regulariser(layer=0, alpha=-1.0)]`` (`mechscope.dynamics.regularisers`);
+    ``train_loss`` records the task loss alone.
+
+    A run folder that already holds checkpoints: an interrupted run with the same settings
+    resumes from its last checkpoint (the optimizer, batch generator and float32 weights are
+    kept beside it in ``resume.safetensors``, removed when the run ends), so its later
+    checkpoints equal an uninterrupted run's bit for bit; a finished run, or a run with other
+    settings, is an error unless ``overwrite=True``.
 
     A seed reproduces its run exactly; a folder holding a run is not overwritten by default:
 
@@ -221,9 +241,12 @@ def train(task: InductionTask | None = None, *, seeds: Sequence[int] = (0, 1, 2)
         ...
     mechscope.errors.InputError: .../seed0 already holds checkpoints; pass overwrite=True to replace them, or choose another out_dir.
     """
+    from .classification import ClassificationTask
+
     task = task if task is not None else InductionTask()
-    if not isinstance(task, InductionTask):
-        raise InputError(f"task must be an InductionTask, got {type(task).__name__}.")
+    if not isinstance(task, InductionTask | ClassificationTask):
+        raise InputError(f"task must be an InductionTask or a ClassificationTask, got "
+                         f"{type(task).__name__}.")
     if isinstance(seeds, int):
         raise InputError(f"seeds is a list of ints, e.g. seeds=(0, 1, 2); got {seeds!r}.")
     seed_list = [int(s) for s in seeds]
@@ -239,21 +262,21 @@ def train(task: InductionTask | None = None, *, seeds: Sequence[int] = (0, 1, 2)
         raise InputError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}.")
     saved_steps = schedule(steps, checkpoints, n_checkpoints)
     # builds one model to check the architecture arguments before anything is written
-    build_model(task, seed=seed_list[0], n_layers=n_layers, d_model=d_model, n_heads=n_heads,
-                d_mlp=d_mlp, family=family)
+    probe = build_model(task, seed=seed_list[0], n_layers=n_layers, d_model=d_model,
+                        n_heads=n_heads, d_mlp=d_mlp, family=family)
+    regs = check_regularisers(regularisers, probe, task)
     out = (Path(out_dir).expanduser() if out_dir is not None
            else Path(tempfile.mkdtemp(prefix="mechscope-dynamics-")))
     run_dirs = [out / f"seed{seed}" for seed in seed_list]
-    for run_dir in run_dirs:
-        existing = run_dir / CHECKPOINT_DIR
-        if existing.is_dir() and any(existing.iterdir()):
-            if not overwrite:
-                raise InputError(f"{run_dir} already holds checkpoints; pass overwrite=True to "
-                                 "replace them, or choose another out_dir.")
-            shutil.rmtree(existing)
     hyper = {"family": family, "n_layers": n_layers, "d_model": d_model, "n_heads": n_heads,
              "d_mlp": d_mlp, "steps": steps, "batch_size": batch_size, "lr": lr,
              "warmup": warmup, "weight_decay": weight_decay, "dtype": dtype}
+    if regs:
+        hyper["regularisers"] = [r.to_dict() for r in regs]
+    metas = [json.loads(json.dumps({"label": f"seed{seed}", "seed": seed, "task": task.to_dict(),
+                                    **hyper, "checkpoint_steps": saved_steps}))
+             for seed in seed_list]
+    resumes = [_prepare_run_dir(d, m, overwrite) for d, m in zip(run_dirs, metas, strict=True)]
     tokenizer = task_tokenizer(task.vocab_size)
 
     from ..progress import progress as progress_bar
@@ -264,15 +287,13 @@ def train(task: InductionTask | None = None, *, seeds: Sequence[int] = (0, 1, 2)
         torch.set_num_threads(num_threads)
     losses, seconds = [], []
     try:
-        for seed, run_dir in zip(seed_list, run_dirs, strict=True):
+        for seed, run_dir, meta, resume in zip(seed_list, run_dirs, metas, resumes, strict=True):
             start = time.perf_counter()
             model = build_model(task, seed=seed, n_layers=n_layers, d_model=d_model,
                                 n_heads=n_heads, d_mlp=d_mlp, family=family)
-            meta = {"label": f"seed{seed}", "seed": seed, "task": task.to_dict(), **hyper,
-                    "checkpoint_steps": saved_steps}
             save_run(run_dir, model, tokenizer, meta)
-            loss_curve = _train_one(model, task, seed, steps, batch_size, lr, warmup,
-                                    weight_decay, saved_steps, run_dir, dtype, bar)
+            loss_curve = _train_one(model, task, seed, hyper, saved_steps, run_dir, bar, regs,
+                                    resume)
             seconds.append(time.perf_counter() - start)
             meta.update(train_loss=[round(float(x), 5) for x in loss_curve],
                         train_seconds=round(seconds[-1], 3), torch_threads=torch.get_num_threads())
@@ -287,35 +308,116 @@ def train(task: InductionTask | None = None, *, seeds: Sequence[int] = (0, 1, 2)
                         config={"task": task.to_dict(), **hyper})
 
 
-def _train_one(model: torch.nn.Module, task: InductionTask, seed: int, steps: int,
-               batch_size: int, lr: float, warmup: int, weight_decay: float,
-               saved_steps: list[int], run_dir: Path, dtype: str, bar: Any) -> np.ndarray:
+def _prepare_run_dir(run_dir: Path, meta: dict[str, Any], overwrite: bool) -> bool:
+    """Whether ``run_dir`` holds an interrupted run with these settings to resume; clears it
+    with ``overwrite``; refuses a finished run or another run's checkpoints otherwise."""
+    existing = run_dir / CHECKPOINT_DIR
+    state = run_dir / RESUME_FILE
+    if not (existing.is_dir() and any(existing.iterdir())) or overwrite:
+        if existing.is_dir():
+            shutil.rmtree(existing)
+        state.unlink(missing_ok=True)
+        return False
+    old = read_meta(run_dir)
+    differ = sorted(k for k in set(old) | set(meta)
+                    if k not in _OUTCOME and old.get(k) != meta.get(k))
+    if differ:
+        key = differ[0]
+        raise InputError(f"{run_dir} holds another run: its settings differ in {differ} (e.g. "
+                         f"{key}: {old.get(key)!r} there, {meta.get(key)!r} now); pass "
+                         "overwrite=True to replace it, or choose another out_dir.")
+    if "train_loss" in old or not state.is_file():
+        raise InputError(f"{run_dir} already holds checkpoints; pass overwrite=True to replace "
+                         "them, or choose another out_dir.")
+    return True
+
+
+def _save_state(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                generator: torch.Generator, step: int, curve: np.ndarray) -> None:
+    """Everything a resumed run needs at ``step``, as safetensors (JSON metadata), atomically."""
+    from safetensors.torch import save_file
+
+    tensors = {f"model.{k}": v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    opt = optimizer.state_dict()
+    for i, entry in opt["state"].items():
+        for name, value in entry.items():
+            tensors[f"opt.{i}.{name}"] = torch.as_tensor(value).detach().clone().contiguous()
+    tensors["rng"] = generator.get_state()
+    tensors["loss"] = torch.from_numpy(curve[:step].copy())
+    path = run_dir / RESUME_FILE
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata={"step": str(step),
+                                          "param_groups": json.dumps(opt["param_groups"])})
+    tmp.replace(path)
+
+
+def _load_state(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                generator: torch.Generator, curve: np.ndarray) -> int:
+    """Restore what `_save_state` wrote; returns its step (the loss curve is filled up to it)."""
+    from safetensors import safe_open
+
+    with safe_open(str(run_dir / RESUME_FILE), framework="pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no iter)
+    step = int(meta["step"])
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")},
+                          strict=False)
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("opt."):
+            _, i, name = key.split(".", 2)
+            state.setdefault(int(i), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
+    generator.set_state(tensors["rng"])
+    curve[:step] = tensors["loss"].numpy()
+    return step
+
+
+def _task_loss(task: Any, logits: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+    if hasattr(task, "loss"):
+        return task.loss(logits, batch)
+    logits = logits[:, :-1]
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                             batch[:, 1:].reshape(-1))
+
+
+def _train_one(model: torch.nn.Module, task: Any, seed: int, hyper: dict[str, Any],
+               saved_steps: list[int], run_dir: Path, bar: Any,
+               regs: list[SelectivityRegulariser], resume: bool) -> np.ndarray:
+    steps, lr, warmup, dtype = hyper["steps"], hyper["lr"], hyper["warmup"], hyper["dtype"]
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=hyper["weight_decay"])
     to_save = set(saved_steps)
-    if 0 in to_save:
-        save_checkpoint(run_dir, model, 0, dtype)
     curve = np.empty(steps, dtype=np.float32)
+    first = 1
+    if resume:
+        first = _load_state(run_dir, model, optimizer, generator, curve) + 1
+        bar.update(first - 1)
+    elif 0 in to_save:
+        save_checkpoint(run_dir, model, 0, dtype)
+        _save_state(run_dir, model, optimizer, generator, 0, curve)
     model.train()
     try:
-        for step in range(1, steps + 1):
-            if warmup:
-                for group in optimizer.param_groups:
-                    group["lr"] = lr * min(1.0, step / warmup)
-            batch = task.sample(batch_size, generator)
-            logits = model(batch).logits[:, :-1]
-            loss = torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1)
-            )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            curve[step - 1] = float(loss.detach())
-            if step in to_save:
-                save_checkpoint(run_dir, model, step, dtype)
-            bar.update(1)
-            if step % 25 == 0:
-                bar.set_postfix(seed=seed, loss=f"{curve[step - 1]:.3f}", refresh=False)
+        with captured(model, regs) as slots:
+            for step in range(first, steps + 1):
+                if warmup:
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr * min(1.0, step / warmup)
+                batch = task.sample(hyper["batch_size"], generator)
+                loss = _task_loss(task, model(batch).logits, batch)
+                total = loss + regularisation(regs, slots, task.labels(batch)) if regs else loss
+                optimizer.zero_grad(set_to_none=True)
+                total.backward()
+                optimizer.step()
+                curve[step - 1] = float(loss.detach())
+                if step in to_save:
+                    save_checkpoint(run_dir, model, step, dtype)
+                    if step < steps:
+                        _save_state(run_dir, model, optimizer, generator, step, curve)
+                bar.update(1)
+                if step % 25 == 0:
+                    bar.set_postfix(seed=seed, loss=f"{curve[step - 1]:.3f}", refresh=False)
     finally:
         model.eval()
+    (run_dir / RESUME_FILE).unlink(missing_ok=True)
     return curve
