@@ -217,10 +217,11 @@ class Targets:
     logits: list[tuple[int, torch.Tensor]]
 
 
-def rows(lin: Linearised, run: Forward, targets: Targets, decoders: torch.Tensor) -> torch.Tensor:
+def rows(lin: Linearised, run: Forward, targets: Targets, decoders: torch.Tensor, chunk: int = 512) -> torch.Tensor:
     """Direct effects (B, n_sources) on each target of every source: all active features (in
     ``run``'s order; ``decoders`` (F, d) are their decoder rows), then the error nodes (layer,
-    position), then the embeddings (position)."""
+    position), then the embeddings (position). Features are read ``chunk`` at a time (memory:
+    B x chunk x d floats)."""
     b = lin.embed.shape[0]
     seeds = [torch.zeros_like(t) for t in lin.mlp_in] + [torch.zeros_like(lin.logits)]
     for row, layer, pos, w in targets.features:
@@ -231,7 +232,9 @@ def rows(lin: Linearised, run: Forward, targets: Targets, decoders: torch.Tensor
                                 retain_graph=True, allow_unused=True)
     g_embed = torch.zeros_like(lin.embed) if grads[0] is None else grads[0]
     g_mlp = torch.stack([torch.zeros_like(lin.embed) if g is None else g for g in grads[1:]], 1).float()  # (B, N, P, d)
-    feats = (g_mlp[:, run.feat_layer, run.feat_pos] * decoders[None]).sum(-1) * run.feat_act[None]
+    feats = torch.cat([torch.einsum("bfd,fd->bf", g_mlp[:, run.feat_layer[i:i + chunk], run.feat_pos[i:i + chunk]],
+                                    decoders[i:i + chunk]) for i in range(0, max(run.n_features, 1), chunk)], 1)
+    feats = feats[:, :run.n_features] * run.feat_act[None]
     errors = torch.einsum("bnpd,npd->bnp", g_mlp, run.errors).reshape(b, -1)
     embeds = torch.einsum("bpd,pd->bp", g_embed.float(), run.embeds)
     return torch.cat([feats, errors, embeds], 1)
