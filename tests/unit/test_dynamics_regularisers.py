@@ -203,3 +203,26 @@ def test_the_sweep_result_and_its_widget(tmp_path):
     widget = sweep.show()
     assert widget.runs[0] == "alpha=-1 seed0" and len(widget.runs) == 6
     assert widget.structure["shape"] == [6, len(sweep.steps), 1, 12]
+
+
+def test_an_interrupted_multi_seed_run_keeps_its_finished_seeds(tmp_path, monkeypatch):
+    kw = {**RUN, "seeds": (0, 1)}
+    straight = train(TASK, out_dir=tmp_path / "straight", **kw)
+    real = training_module.save_checkpoint
+    calls = []
+
+    def crash(run_dir, model, step, dtype="float32"):
+        calls.append(step)
+        if len(calls) == 7:  # seed 1's step 2
+            raise KeyboardInterrupt
+        return real(run_dir, model, step, dtype)
+
+    monkeypatch.setattr(training_module, "save_checkpoint", crash)
+    with pytest.raises(KeyboardInterrupt):
+        train(TASK, out_dir=tmp_path / "cut", **kw)
+    monkeypatch.setattr(training_module, "save_checkpoint", real)
+    resumed = train(TASK, out_dir=tmp_path / "cut", **kw)
+    for i in (0, 1):
+        assert _files(resumed.run_dirs[i]) == _files(straight.run_dirs[i])
+    np.testing.assert_allclose(resumed.train_loss, straight.train_loss, atol=1e-5)
+    np.testing.assert_array_equal(resumed.train_loss[1], straight.train_loss[1])

@@ -223,8 +223,9 @@ def train(task: InductionTask | ClassificationTask | None = None, *,
     A run folder that already holds checkpoints: an interrupted run with the same settings
     resumes from its last checkpoint (the optimizer, batch generator and float32 weights are
     kept beside it in ``resume.safetensors``, removed when the run ends), so its later
-    checkpoints equal an uninterrupted run's bit for bit; a finished run, or a run with other
-    settings, is an error unless ``overwrite=True``.
+    checkpoints equal an uninterrupted run's bit for bit (seeds that had finished are kept, their
+    ``train_loss`` read back from ``run.json``, rounded to 1e-5); a finished call, or a run
+    with other settings, is an error unless ``overwrite=True``.
 
     A seed reproduces its run exactly; a folder holding a run is not overwritten by default:
 
@@ -276,7 +277,10 @@ def train(task: InductionTask | ClassificationTask | None = None, *,
     metas = [json.loads(json.dumps({"label": f"seed{seed}", "seed": seed, "task": task.to_dict(),
                                     **hyper, "checkpoint_steps": saved_steps}))
              for seed in seed_list]
-    resumes = [_prepare_run_dir(d, m, overwrite) for d, m in zip(run_dirs, metas, strict=True)]
+    states = [_prepare_run_dir(d, m, overwrite) for d, m in zip(run_dirs, metas, strict=True)]
+    if "resume" not in states and "done" in states:  # nothing to resume: a finished run
+        raise InputError(f"{run_dirs[states.index('done')]} already holds checkpoints; pass "
+                         "overwrite=True to replace them, or choose another out_dir.")
     tokenizer = task_tokenizer(task.vocab_size)
 
     from ..progress import progress as progress_bar
@@ -287,13 +291,19 @@ def train(task: InductionTask | ClassificationTask | None = None, *,
         torch.set_num_threads(num_threads)
     losses, seconds = [], []
     try:
-        for seed, run_dir, meta, resume in zip(seed_list, run_dirs, metas, resumes, strict=True):
+        for seed, run_dir, meta, state in zip(seed_list, run_dirs, metas, states, strict=True):
+            if state == "done":  # finished before the interruption: kept as it is
+                done = read_meta(run_dir)
+                losses.append(np.asarray(done["train_loss"], dtype=np.float32))
+                seconds.append(float(done.get("train_seconds", 0.0)))
+                bar.update(steps)
+                continue
             start = time.perf_counter()
             model = build_model(task, seed=seed, n_layers=n_layers, d_model=d_model,
                                 n_heads=n_heads, d_mlp=d_mlp, family=family)
             save_run(run_dir, model, tokenizer, meta)
             loss_curve = _train_one(model, task, seed, hyper, saved_steps, run_dir, bar, regs,
-                                    resume)
+                                    state == "resume")
             seconds.append(time.perf_counter() - start)
             meta.update(train_loss=[round(float(x), 5) for x in loss_curve],
                         train_seconds=round(seconds[-1], 3), torch_threads=torch.get_num_threads())
@@ -308,16 +318,16 @@ def train(task: InductionTask | ClassificationTask | None = None, *,
                         config={"task": task.to_dict(), **hyper})
 
 
-def _prepare_run_dir(run_dir: Path, meta: dict[str, Any], overwrite: bool) -> bool:
-    """Whether ``run_dir`` holds an interrupted run with these settings to resume; clears it
-    with ``overwrite``; refuses a finished run or another run's checkpoints otherwise."""
+def _prepare_run_dir(run_dir: Path, meta: dict[str, Any], overwrite: bool) -> str:
+    """"resume" (an interrupted run with these settings), "done" (finished, same settings) or
+    "fresh" (empty, or cleared with ``overwrite``); refuses another run's checkpoints."""
     existing = run_dir / CHECKPOINT_DIR
     state = run_dir / RESUME_FILE
     if not (existing.is_dir() and any(existing.iterdir())) or overwrite:
         if existing.is_dir():
             shutil.rmtree(existing)
         state.unlink(missing_ok=True)
-        return False
+        return "fresh"
     old = read_meta(run_dir)
     differ = sorted(k for k in set(old) | set(meta)
                     if k not in _OUTCOME and old.get(k) != meta.get(k))
@@ -326,10 +336,12 @@ def _prepare_run_dir(run_dir: Path, meta: dict[str, Any], overwrite: bool) -> bo
         raise InputError(f"{run_dir} holds another run: its settings differ in {differ} (e.g. "
                          f"{key}: {old.get(key)!r} there, {meta.get(key)!r} now); pass "
                          "overwrite=True to replace it, or choose another out_dir.")
-    if "train_loss" in old or not state.is_file():
+    if "train_loss" in old:
+        return "done"
+    if not state.is_file():
         raise InputError(f"{run_dir} already holds checkpoints; pass overwrite=True to replace "
                          "them, or choose another out_dir.")
-    return True
+    return "resume"
 
 
 def _save_state(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
