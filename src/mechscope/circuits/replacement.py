@@ -116,6 +116,16 @@ class Forward:
     def n_features(self) -> int:
         return int(self.feat_act.numel())
 
+    def cells(self) -> list[tuple[int, int, int, int]]:
+        """(layer, position, start, end) of each run of features sharing a layer and position."""
+        key = (self.feat_layer * self.embeds.shape[0] + self.feat_pos).tolist()
+        out, start = [], 0
+        for i in range(1, len(key) + 1):
+            if i == len(key) or key[i] != key[start]:
+                out.append((int(self.feat_layer[start]), int(self.feat_pos[start]), start, i))
+                start = i
+        return out
+
 
 def _encode(tc: Any, x: torch.Tensor, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Activations (P, d_sae) of MLP inputs ``x`` (P, d) and the error ``out`` - reconstruction."""
@@ -217,26 +227,29 @@ class Targets:
     logits: list[tuple[int, torch.Tensor]]
 
 
-def rows(lin: Linearised, run: Forward, targets: Targets, decoders: torch.Tensor, chunk: int = 512) -> torch.Tensor:
+def rows(lin: Linearised, run: Forward, targets: Targets, decoders: torch.Tensor) -> torch.Tensor:
     """Direct effects (B, n_sources) on each target of every source: all active features (in
     ``run``'s order; ``decoders`` (F, d) are their decoder rows), then the error nodes (layer,
-    position), then the embeddings (position). Features are read ``chunk`` at a time (memory:
-    B x chunk x d floats)."""
+    position), then the embeddings (position). Features are read one (layer, position) cell at a
+    time: no (B, F, d) array is formed."""
     b = lin.embed.shape[0]
     seeds = [torch.zeros_like(t) for t in lin.mlp_in] + [torch.zeros_like(lin.logits)]
     for row, layer, pos, w in targets.features:
         seeds[layer][row, pos] = w.to(seeds[layer].dtype)
     for row, direction in targets.logits:
         seeds[-1][row] = direction.to(seeds[-1].dtype)
-    grads = torch.autograd.grad(lin.mlp_in + [lin.logits], [lin.embed, *lin.mlp], seeds,
+    used = sorted({layer for _, layer, _, _ in targets.features}) + ([len(lin.mlp_in)] if targets.logits else [])
+    outputs = lin.mlp_in + [lin.logits]
+    grads = torch.autograd.grad([outputs[i] for i in used], [lin.embed, *lin.mlp], [seeds[i] for i in used],
                                 retain_graph=True, allow_unused=True)
     g_embed = torch.zeros_like(lin.embed) if grads[0] is None else grads[0]
     g_mlp = torch.stack([torch.zeros_like(lin.embed) if g is None else g for g in grads[1:]], 1).float()  # (B, N, P, d)
-    feats = torch.cat([torch.einsum("bfd,fd->bf", g_mlp[:, run.feat_layer[i:i + chunk], run.feat_pos[i:i + chunk]],
-                                    decoders[i:i + chunk]) for i in range(0, max(run.n_features, 1), chunk)], 1)
-    feats = feats[:, :run.n_features] * run.feat_act[None]
-    errors = torch.einsum("bnpd,npd->bnp", g_mlp, run.errors).reshape(b, -1)
-    embeds = torch.einsum("bpd,pd->bp", g_embed.float(), run.embeds)
+    feats = torch.zeros(b, run.n_features)
+    for layer, pos, start, end in run.cells():
+        feats[:, start:end] = g_mlp[:, layer, pos] @ decoders[start:end].T
+    feats *= run.feat_act[None]
+    errors = (g_mlp * run.errors[None]).sum(-1).reshape(b, -1)
+    embeds = (g_embed.float() * run.embeds[None]).sum(-1)
     return torch.cat([feats, errors, embeds], 1)
 
 
