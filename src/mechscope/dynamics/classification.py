@@ -270,7 +270,7 @@ class SelectivitySweep:
     def __repr__(self) -> str:
         acc = self.summary("accuracy").mean
         return (f"SelectivitySweep(alphas {self.alphas}, {len(self.seeds)} seeds, test accuracy "
-                f"{np.round(acc, 3).tolist()})")
+                f"{[round(float(x), 3) for x in acc]})")
 
 
 def selectivity_sweep(alphas: Any, seeds: Any = (0, 1, 2, 3, 4), *,
