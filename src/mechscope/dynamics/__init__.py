@@ -4,7 +4,9 @@ Data flows: `train` (runs of checkpoints on disk) -> `measure` (a `DynamicsResul
 scores, neuron selectivity and behaviour per run and checkpoint) -> `emergence` (when each
 metric changes, per seed, and how structure and behaviour correlate) -> ``.show()`` (the
 `Dynamics` widget); `circuits_over_training` (the component circuit at every checkpoint, and
-when the previous-token -> induction-head key edge forms against the loss drop). `measure` takes any list of checkpoints, not only ours: local
+when the previous-token -> induction-head key edge forms against the loss drop). ``train`` also
+takes ``regularisers`` acting on internals (`selectivity_regulariser`, Leavitt & Morcos) and a
+`ClassificationTask`; `selectivity_sweep` trains an alpha x seed grid of them. `measure` takes any list of checkpoints, not only ours: local
 directories, `Model` objects, or Hugging Face revisions (`hub_checkpoints`).
 
 >>> import tempfile
@@ -32,6 +34,7 @@ from .circuits import (
     circuits_over_training,
     induction_pairs,
 )
+from .classification import ClassificationTask, SelectivitySweep, selectivity_sweep
 from .emergence_steps import (
     EmergenceResult,
     correlation,
@@ -54,10 +57,17 @@ from .metrics import (
     prev_token_score,
     repeat_probe,
 )
+from .regularisers import SelectivityRegulariser, batch_selectivity, selectivity_regulariser
 from .tasks import InductionTask, task_tokenizer
 from .training import TrainingRuns, build_model, log_schedule, train
 
 __all__ = [
+    "ClassificationTask",
+    "SelectivitySweep",
+    "SelectivityRegulariser",
+    "batch_selectivity",
+    "selectivity_sweep",
+    "selectivity_regulariser",
     "Formation",
     "TrainingCircuits",
     "answer_logprob",
