@@ -63,7 +63,7 @@ lab: setup
 	  --ServerApp.port=$(PORT) --ServerApp.root_dir=notebooks
 
 test: setup chromium lint
-	$(PYTEST) tests -v -p no:cacheprovider --durations=15
+	$(PYTEST) tests -m "not slow" -v -p no:cacheprovider --durations=15
 
 ## ---- single tiers --------------------------------------------------------------------
 test-unit: install js
@@ -75,7 +75,7 @@ test-browser: setup chromium
 test-notebooks: setup
 	$(PYTEST) tests/notebooks
 test-slow: setup
-	$(PYTEST) tests -m slow
+	$(PYTEST) tests -m slow -v -p no:cacheprovider --durations=15
 
 ## opt-in: a real single-machine NDIF stack (ndif from PyPI, all on 127.0.0.1) serving a tiny
 ## model; mechscope's calls with remote=True must equal local ones (tests/ndif, ~2 min + set-up)

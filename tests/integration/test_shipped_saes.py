@@ -49,6 +49,7 @@ def test_embedded_loads_onto_the_model(model):
         embedded(model, 3)
 
 
+@pytest.mark.slow     # ~2.5 min on 2 cores
 def test_reevaluation_matches_the_manifest(model, built_corpus):
     _, held = built_corpus
     e = CONFIG["evaluate"]
