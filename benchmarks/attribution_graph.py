@@ -4,7 +4,8 @@ at most 2,048 feature nodes: wall time and peak RSS of `mechscope.circuits.attri
 (one real forward, one replacement pass of ``--batch`` copies, one backward pass per batch of
 targets, greedy feature selection), of loading the transcoders and of pruning; the graph's
 replacement / completeness scores (unpruned and pruned) and the nodes that carry most to the
-" Texas" logit.
+" Texas" logit
+(direct effects in the pruned graph) and the features whose zeroing moves the top logit most.
 
 The transcoders must be cached (building them takes ~15-30 min on 2 cores): the benchmark
 refuses to build them. ``--cache-dir`` points at another build's folder; ``--random`` uses
@@ -75,6 +76,14 @@ def top_nodes(g: AttributionGraph, token: str, n: int = 8) -> list[dict[str, obj
              "summary": g.node_summary[i]} for i in order if row[i] != 0]
 
 
+def top_features(g: AttributionGraph, n: int = 8) -> list[dict[str, object]]:
+    """The feature nodes whose zeroing moves the top logit most (linearised ``node_effect``)."""
+    feats = [i for i, k in enumerate(g.node_kind) if k == "feature"]
+    order = sorted(feats, key=lambda i: -abs(float(g.node_effect[i])))[:n]
+    return [{"label": g.node_label[i], "effect": round(float(g.node_effect[i]), 4), "summary": g.node_summary[i]}
+            for i in order]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cache-dir", type=Path, default=None)
@@ -113,7 +122,7 @@ def main() -> None:
                       "pruned_replacement": round(p.replacement_score, 4),
                       "pruned_completeness": round(p.completeness_score, 4)},
            "coverage": p.coverage, "meaningful": source != "random",
-           "top_nodes_texas": top_nodes(p, TARGET)}
+           "top_nodes_texas": top_nodes(p, TARGET), "top_features_by_effect": top_features(p)}
     path = REPO / "build" / "bench" / "attribution_graph.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1))
