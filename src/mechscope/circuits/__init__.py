@@ -13,6 +13,7 @@ side) and `edge_agreement` (Spearman of scores against exact patching on sampled
 """
 
 from .attribution import METHODS, EdgeScores, edge_attribution
+from .attribution_graph import AttributionGraph, attribution_graph
 from .circuit import Circuit, prune, select
 from .curves import (
            EdgeAgreement,
@@ -25,7 +26,7 @@ from .faithfulness import ABLATIONS, Faithfulness, edge_patching, faithfulness
 from .graph import ComponentGraph
 from .view import NodeEffects, circuit_ablator, circuit_graph_data, node_ablation_effects
 
-__all__ = ["ABLATIONS", "METHODS", "Circuit", "ComponentGraph", "EdgeAgreement", "EdgeScores", "Faithfulness",
-           "FaithfulnessCurve", "NodeEffects", "circuit_ablator", "circuit_graph_data", "edge_agreement",
+__all__ = ["ABLATIONS", "METHODS", "AttributionGraph", "Circuit", "ComponentGraph", "EdgeAgreement", "EdgeScores", "Faithfulness",
+           "FaithfulnessCurve", "NodeEffects", "attribution_graph", "circuit_ablator", "circuit_graph_data", "edge_agreement",
            "edge_attribution", "edge_patching", "faithfulness", "faithfulness_curve", "node_ablation_effects",
            "prune", "sample_edges", "select"]
