@@ -134,7 +134,7 @@ def test_dictionaries_cached_second_call_trains_nothing(runs, monkeypatch, tmp_p
             "progress": False}
     first = dictionaries_over_training(runs, **opts)
     assert len(calls) == 2 * 3 * 2                     # runs x checkpoints x dictionary seeds
-    assert len(set(calls)) == 3 * 2                    # each checkpoint starts from its own init
+    assert len(set(calls)) == 12                       # no two dictionaries share an initialisation
     files = sorted(tmp_path.rglob("step_*.npz"))
     stamps = [f.stat().st_mtime_ns for f in files]
     second = dictionaries_over_training(runs.run_dirs, **opts)
@@ -142,6 +142,7 @@ def test_dictionaries_cached_second_call_trains_nothing(runs, monkeypatch, tmp_p
     np.testing.assert_array_equal(first.decoders, second.decoders)
     assert isinstance(first, TrainingDictionaries) and first.decoders.shape == (2, 3, 2, 8, 16)
     assert first.steps == [[0, 3, 6], [0, 3, 6]]
+    assert first.init_cosine.shape == (2, 3, 2, 8) and (first.init_cosine <= 1 + 1e-6).all()
     every = dictionaries_over_training(runs, **{**opts, "every": 2})  # steps 0 and 6: cached too
     assert len(calls) == 12 and every.steps == [[0, 6], [0, 6]]
     np.testing.assert_array_equal(every.decoders[:, 1], first.decoders[:, 2])

@@ -12,8 +12,9 @@ dictionaries of the same shape.
 Different *model* seeds have unrelated residual bases (each starts from its own random
 embedding), so decoder cosines only mean something within one run: the dictionary seeds are
 what `cross_seed_share` compares. Each checkpoint's dictionaries start from their own random
-initialisations (seed ``s * SEED_STRIDE + step``), so a feature kept across checkpoints is
-learned again, not left over from a shared initialisation.
+initialisation (`dictionary_seed` of the run, the dictionary seed and the step), so a feature
+kept across checkpoints or runs is learned again, not left over from a shared initialisation;
+``init_cosine`` tells which latents barely moved from theirs (often dead latents).
 
 Definitions for two consecutive checkpoints (cosines of decoder rows, ``threshold`` default
 0.7): *matched*: pairs of the optimal one-to-one assignment at or above threshold; *born*: later
@@ -54,10 +55,9 @@ from .matching import (
 
 EVENTS = ("matched", "born", "died", "split", "merged")
 CACHE = "dictionaries"
-#: dictionary seed ``s`` at training step ``t`` initialises from ``s * SEED_STRIDE + t``
-SEED_STRIDE = 1_000_003
 
-__all__ = ["FeatureTimeline", "TrainingDictionaries", "dictionaries_over_training", "feature_timeline"]
+__all__ = ["FeatureTimeline", "TrainingDictionaries", "dictionaries_over_training", "dictionary_seed",
+           "feature_timeline"]
 _REEXPORTED = (CrossSeedShare, cross_seed_share)  # importable from here too (they live in matching)
 
 
@@ -67,7 +67,9 @@ class TrainingDictionaries:
 
     ``decoders``: (n_runs, n_checkpoints, n_sae_seeds, d_sae, d_in) float32; ``fvu``: (n_runs,
     n_checkpoints, n_sae_seeds) the final training FVU; ``runs`` (labels), ``steps`` (the
-    checkpoints' training steps, one list per run), ``sae_seeds``, ``settings``.
+    checkpoints' training steps, one list per run), ``sae_seeds``, ``settings``;
+    ``init_cosine``: like ``fvu`` with a last axis d_sae, each decoder row's cosine with its
+    initial value (near 1: a latent that hardly trained).
 
     >>> d = TrainingDictionaries(np.zeros((1, 2, 1, 4, 3), np.float32), np.zeros((1, 2, 1)),
     ...                          ["seed0"], [[0, 5]], (0,))
@@ -81,6 +83,7 @@ class TrainingDictionaries:
     steps: list[list[int]]
     sae_seeds: tuple[int, ...]
     settings: dict[str, Any] = field(default_factory=dict)
+    init_cosine: np.ndarray | None = None
 
     def final(self, run: int = 0) -> np.ndarray:
         """(n_sae_seeds, d_sae, d_in): the decoders of ``run``'s last checkpoint."""
@@ -165,19 +168,36 @@ def _cache_dir(run: Path, cache_dir: Any, settings: dict[str, Any]) -> Path:
     return folder
 
 
-def _one_checkpoint(checkpoint: Any, texts: list[str], s: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """(n_sae_seeds, d_sae, d_in) decoders and (n_sae_seeds,) FVUs of one checkpoint."""
+def dictionary_seed(run: str, sae_seed: int, step: int) -> int:
+    """The training seed of dictionary ``sae_seed`` at ``step`` of the run named ``run``.
+
+    Distinct for every (run, seed, step), so no two dictionaries share an initialisation.
+
+    >>> dictionary_seed("seed0", 0, 600) != dictionary_seed("seed1", 0, 600)
+    True
+    """
+    digest = hashlib.sha256(f"{run}/{int(sae_seed)}/{int(step)}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def _one_checkpoint(checkpoint: Any, texts: list[str], s: dict[str, Any]) -> dict[str, np.ndarray]:
+    """(n_sae_seeds, d_sae, d_in) decoders, (n_sae_seeds,) FVUs, (n_sae_seeds, d_sae) init cosines."""
     from ..analysis.collect import collect
+    from ..sae.dictionary import SAE
 
     model = checkpoint.load()
     store = collect(model, texts, sites=[s["site"]], layers=[s["layer"]], progress=False)
-    decs, fvus = [], []
-    for seed in s["sae_seeds"]:
+    decs, fvus, moved = [], [], []
+    for sae_seed in s["sae_seeds"]:
+        seed = dictionary_seed(checkpoint.run_dir.name, sae_seed, checkpoint.step)
         res = train_sae(store, layer=s["layer"], site=s["site"], d_sae=s["d_sae"], k=s["k"], epochs=s["epochs"],
-                        batch_size=s["batch_size"], seeds=(seed * SEED_STRIDE + checkpoint.step,), progress=False)
-        decs.append(res.sae.W_dec.detach().numpy().astype(np.float32))
+                        batch_size=s["batch_size"], seeds=(seed,), progress=False)
+        dec = res.sae.W_dec.detach().numpy().astype(np.float32)
+        init = SAE.random(dec.shape[1], dec.shape[0], seed=seed).W_dec.detach().numpy()
+        decs.append(dec)
         fvus.append(float(res.history["fvu"][0, -1]))
-    return np.stack(decs), np.asarray(fvus)
+        moved.append(np.diag(cosine_matrix(dec, init)))
+    return {"decoders": np.stack(decs), "fvu": np.asarray(fvus), "init_cosine": np.stack(moved)}
 
 
 def dictionaries_over_training(run_dirs: Any, *, layer: int, site: str = "resid", d_sae: int = 64, k: int = 4,
@@ -212,7 +232,7 @@ def dictionaries_over_training(run_dirs: Any, *, layer: int, site: str = "resid"
         raise InputError(f"sae_seeds must be a non-empty sequence of distinct ints, got {sae_seeds!r}.")
     o: dict[str, Any] = {"d_sae": _positive("d_sae", d_sae), "k": _positive("k", k), "n_tokens": _positive("n_tokens", n_tokens),
          "epochs": _positive("epochs", epochs), "batch_size": _positive("batch_size", batch_size),
-         "sae_seeds": list(seeds), "data_seed": int(data_seed)}
+         "sae_seeds": list(seeds), "data_seed": int(data_seed), "seeding": "dictionary_seed"}
     if o["k"] > o["d_sae"]:
         raise InputError(f"k={k} latents per row is more than d_sae={d_sae}; use k <= d_sae.")
     plan = _plan(run_dirs, layer, every)
@@ -223,7 +243,7 @@ def dictionaries_over_training(run_dirs: Any, *, layer: int, site: str = "resid"
 
     s = _settings(int(layer), site, o)
     bar = bar_of(total=sum(len(c) for _, _, c in plan), desc="dictionaries", unit="checkpoint", enabled=progress)
-    decoders, fvus = [], []
+    found: list[dict[str, np.ndarray]] = []
     try:
         for run, task, chosen in plan:
             folder, texts = _cache_dir(run, cache_dir, s), _texts(task, o["n_tokens"], o["data_seed"])
@@ -231,25 +251,24 @@ def dictionaries_over_training(run_dirs: Any, *, layer: int, site: str = "resid"
             for checkpoint in chosen:
                 per_run.append(_cached(folder, checkpoint, texts, s))
                 bar.update(1)
-            decoders.append(np.stack([d for d, _ in per_run]))
-            fvus.append(np.stack([f for _, f in per_run]))
+            found.append({key: np.stack([c[key] for c in per_run]) for key in per_run[0]})
     finally:
         bar.close()
-    return TrainingDictionaries(np.stack(decoders), np.stack(fvus), [r.name for r, _, _ in plan],
-                                [[c.step for c in chosen] for _, _, chosen in plan], seeds, s)
+    return TrainingDictionaries(np.stack([f["decoders"] for f in found]), np.stack([f["fvu"] for f in found]),
+                                [r.name for r, _, _ in plan], [[c.step for c in chosen] for _, _, chosen in plan],
+                                seeds, s, np.stack([f["init_cosine"] for f in found]))
 
 
-def _cached(folder: Path, checkpoint: Any, texts: list[str], s: dict[str, Any]
-            ) -> tuple[np.ndarray, np.ndarray]:
+def _cached(folder: Path, checkpoint: Any, texts: list[str], s: dict[str, Any]) -> dict[str, np.ndarray]:
     path = folder / f"step_{checkpoint.step:06d}.npz"
     if path.is_file():
         with np.load(path) as saved:
-            return saved["decoders"], saved["fvu"]
-    dec, fvu = _one_checkpoint(checkpoint, texts, s)
+            return {key: saved[key] for key in ("decoders", "fvu", "init_cosine")}
+    arrays = _one_checkpoint(checkpoint, texts, s)
     tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, decoders=dec, fvu=fvu)
+    np.savez(tmp, **arrays)  # type: ignore[arg-type]
     tmp.replace(path)
-    return dec, fvu
+    return arrays
 
 
 @dataclass(frozen=True)
