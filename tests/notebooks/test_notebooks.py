@@ -26,7 +26,8 @@ from mechscope.publish import publish_widgets
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
 #: The notebooks of 2-4.5 min each on 2 cores: in the slow tier (`make test-slow`, which CI
 #: runs after `make test`), so the everyday tier stays under ~30 min.
-SLOW = {"08_dataset_scale.ipynb", "11_features.ipynb", "12_circuits.ipynb"}
+SLOW = {"08_dataset_scale.ipynb", "11_features.ipynb", "12_circuits.ipynb",
+        "13_attribution_graphs.ipynb"}    # 13 builds the 30 transcoders on first use (~15 min)
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
