@@ -6,7 +6,10 @@ metric changes, per seed, and how structure and behaviour correlate) -> ``.show(
 `Dynamics` widget); `circuits_over_training` (the component circuit at every checkpoint, and
 when the previous-token -> induction-head key edge forms against the loss drop). ``train`` also
 takes ``regularisers`` acting on internals (`selectivity_regulariser`, Leavitt & Morcos) and a
-`ClassificationTask`; `selectivity_sweep` trains an alpha x seed grid of them. `measure` takes any list of checkpoints, not only ours: local
+`ClassificationTask`; `selectivity_sweep` trains an alpha x seed grid of them. Structure then
+capability: `AgreementGrammar` (subject-verb agreement across relative clauses, with parses),
+`train_mlm` (a tiny masked LM on it), `structure_and_capability` (syntactic attention structure
+and agreement accuracy per checkpoint, and which emerges first). `measure` takes any list of checkpoints, not only ours: local
 directories, `Model` objects, or Hugging Face revisions (`hub_checkpoints`).
 
 >>> import tempfile
@@ -43,6 +46,7 @@ from .emergence_steps import (
     emergence_step,
     transition_window,
 )
+from .grammar import AgreementGrammar, MinimalPair, Sentence
 from .measurement import DynamicsResult, measure
 from .metrics import (
     BEHAVIOUR,
@@ -57,11 +61,30 @@ from .metrics import (
     prev_token_score,
     repeat_probe,
 )
+from .mlm import MLMRuns, load_mlm, train_mlm
 from .regularisers import SelectivityRegulariser, batch_selectivity, selectivity_regulariser
+from .sas import (
+    SASScore,
+    StructureCapability,
+    grammar_accuracy,
+    sas_score,
+    structure_and_capability,
+)
 from .tasks import InductionTask, task_tokenizer
 from .training import TrainingRuns, build_model, log_schedule, train
 
 __all__ = [
+    "AgreementGrammar",
+    "MinimalPair",
+    "Sentence",
+    "MLMRuns",
+    "load_mlm",
+    "train_mlm",
+    "SASScore",
+    "StructureCapability",
+    "grammar_accuracy",
+    "sas_score",
+    "structure_and_capability",
     "ClassificationTask",
     "SelectivitySweep",
     "SelectivityRegulariser",
