@@ -9,7 +9,10 @@ takes ``regularisers`` acting on internals (`selectivity_regulariser`, Leavitt &
 `ClassificationTask`; `selectivity_sweep` trains an alpha x seed grid of them. Structure then
 capability: `AgreementGrammar` (subject-verb agreement across relative clauses, with parses),
 `train_mlm` (a tiny masked LM on it), `structure_and_capability` (syntactic attention structure
-and agreement accuracy per checkpoint, and which emerges first). `measure` takes any list of checkpoints, not only ours: local
+and agreement accuracy per checkpoint, and which emerges first). Features over training:
+`dictionaries_over_training` (a small dictionary per checkpoint, cached), `match_features`
+(optimal one-to-one matching by decoder cosine), `feature_timeline` (features matched, born,
+dying, splitting) and `cross_seed_share`. `measure` takes any list of checkpoints, not only ours: local
 directories, `Model` objects, or Hugging Face revisions (`hub_checkpoints`).
 
 >>> import tempfile
@@ -46,7 +49,15 @@ from .emergence_steps import (
     emergence_step,
     transition_window,
 )
+from .feature_tracking import (
+    FeatureTimeline,
+    TrainingDictionaries,
+    dictionaries_over_training,
+    dictionary_seed,
+    feature_timeline,
+)
 from .grammar import AgreementGrammar, MinimalPair, Sentence
+from .matching import CrossSeedShare, FeatureMatch, cross_seed_share, match_features
 from .measurement import DynamicsResult, measure
 from .metrics import (
     BEHAVIOUR,
@@ -74,6 +85,15 @@ from .tasks import InductionTask, task_tokenizer
 from .training import TrainingRuns, build_model, log_schedule, train
 
 __all__ = [
+    "FeatureTimeline",
+    "TrainingDictionaries",
+    "dictionaries_over_training",
+    "dictionary_seed",
+    "feature_timeline",
+    "CrossSeedShare",
+    "FeatureMatch",
+    "cross_seed_share",
+    "match_features",
     "AgreementGrammar",
     "MinimalPair",
     "Sentence",

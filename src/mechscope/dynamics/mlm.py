@@ -151,7 +151,12 @@ def build_mlm(grammar: AgreementGrammar, *, seed: int = 0, n_layers: int = 2, d_
 def load_mlm(path: str | Path | Checkpoint, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
     """A ``train_mlm`` checkpoint (``.../checkpoints/step_N.safetensors``) as ``BertForMaskedLM``.
 
-    See the module example. A missing file is an `InputError`.
+    A missing file is an `InputError`:
+
+    >>> load_mlm("no/such/step_0.safetensors")
+    Traceback (most recent call last):
+        ...
+    mechscope.errors.InputError: no train_mlm checkpoint at 'no/such/step_0.safetensors': give a run_dir/checkpoints/step_N.safetensors file (list_checkpoints(run_dir)).
     """
     from safetensors.torch import load_file
     from transformers import BertConfig, BertForMaskedLM
@@ -253,7 +258,14 @@ def train_mlm(grammar: AgreementGrammar | None = None, *, seeds: Sequence[int] =
     ``torch.manual_seed(seed)`` and sentences and masks from generators seeded with ``seed``.
     AdamW (weight decay 0.01), linear warm-up over ``warmup`` steps then constant ``lr``.
     Seeds already finished in ``out_dir`` with the same settings are kept; other checkpoints
-    there are an error unless ``overwrite=True``. See the module example; shapes in `MLMRuns`.
+    there are an error unless ``overwrite=True``. Shapes in `MLMRuns`.
+
+    >>> import tempfile
+    >>> runs = train_mlm(AgreementGrammar(n_nouns=4, n_verbs=2), seeds=(0, 1), steps=3, n_layers=1,
+    ...                  d_model=16, n_heads=2, d_mlp=16, n_checkpoints=2,
+    ...                  out_dir=tempfile.mkdtemp(), progress=False)
+    >>> len(runs.run_dirs), runs.steps
+    (2, [0, 3])
     """
     grammar = grammar if grammar is not None else AgreementGrammar()
     if not isinstance(grammar, AgreementGrammar):
