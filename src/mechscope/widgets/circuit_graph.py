@@ -37,6 +37,7 @@ import traitlets as t
 
 from ..errors import InputError
 from ._base import STATIC, MechscopeWidget
+from ._cell_pause import PAUSE_TIMEOUT, CellPause
 from .requests import Requests
 from .traits import ArrayTrait
 
@@ -51,7 +52,6 @@ MAX_EDGES = 200_000
 Ablate = Callable[[list[str]], float]
 
 #: Longest a cell start waits for a running ablation to finish (seconds).
-PAUSE_TIMEOUT = 120.0
 
 
 def _strings(name: str, values: Any, n: int | None) -> tuple[str, ...]:
@@ -184,7 +184,7 @@ def _finite_or_none(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
-class CircuitGraph(Requests, MechscopeWidget):
+class CircuitGraph(CellPause, Requests, MechscopeWidget):
     """A `GraphData` drawn as a layered graph; ``ablate`` (optional, see `Ablate`) makes clicks live.
 
     Requests from the front end: ``{"kind": "ablate", "id", "nodes": [node indices]}``, answered
@@ -433,32 +433,5 @@ class CircuitGraph(Requests, MechscopeWidget):
                 self._running = False
                 self._cv.notify_all()
 
-    # IPython: no ablation starts while a cell runs (one trace of the model at a time)
-    def _before_cell(self, *_args: Any) -> None:
-        with self._cv:
-            self._paused = True
-            self._cv.wait_for(lambda: not self._running, timeout=PAUSE_TIMEOUT)
-
-    def _after_cell(self, *_args: Any) -> None:
-        with self._cv:
-            self._paused = False
-            self._cv.notify_all()
-
-    def _register_cell_hooks(self) -> None:
-        from IPython import get_ipython
-
-        ip = get_ipython()
-        if ip is None:
-            return
-        ip.events.register("pre_run_cell", self._before_cell)
-        ip.events.register("post_run_cell", self._after_cell)
-        self._hooks = ip
-
-    def _unregister_cell_hooks(self) -> None:
-        ip, self._hooks = self._hooks, None
-        for name, fn in (("pre_run_cell", self._before_cell), ("post_run_cell", self._after_cell)):
-            try:
-                if ip is not None:
-                    ip.events.unregister(name, fn)
-            except ValueError:
-                pass
+    def _worker_busy(self) -> bool:
+        return self._running

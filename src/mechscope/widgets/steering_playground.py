@@ -47,6 +47,7 @@ import traitlets as t
 from ..errors import InputError
 from ..interventions.steering import Generation, GenerationCancelled, SteeringSweep
 from ._base import STATIC, MechscopeWidget
+from ._cell_pause import PAUSE_TIMEOUT, CellPause
 from .requests import Requests
 
 #: ``generator(prompt, coefficient, should_stop)``: a greedy `Generation`; raises
@@ -57,7 +58,6 @@ Generator = Callable[[str, float, Callable[[], bool]], Generation]
 MAX_CACHED = 64
 
 #: Longest a cell start waits for a running forward pass to finish (seconds).
-PAUSE_TIMEOUT = 120.0
 
 
 def _norm_coef(value: object) -> float:
@@ -79,7 +79,7 @@ class _Job:
     cancelled: bool = False
 
 
-class SteeringPlayground(Requests, MechscopeWidget):
+class SteeringPlayground(CellPause, Requests, MechscopeWidget):
     """Slider + prompt box; two panes show the unsteered (coefficient 0) and steered text.
 
     Parameters: ``sweep`` (a `SteeringSweep` that includes coefficient 0: its generations are
@@ -402,35 +402,5 @@ class SteeringPlayground(Requests, MechscopeWidget):
                 self._current, self._stepping = None, False
                 self._cv.notify_all()
 
-    # IPython: pause the worker between tokens while a cell runs
-    def _before_cell(self, *_args: Any) -> None:
-        with self._cv:
-            self._paused = True
-            self._cv.wait_for(lambda: not self._stepping, timeout=PAUSE_TIMEOUT)
-
-    def _after_cell(self, *_args: Any) -> None:
-        with self._cv:
-            self._paused = False
-            self._cv.notify_all()
-
-    def _register_cell_hooks(self) -> None:
-        try:
-            from IPython import get_ipython
-        except ImportError:  # pragma: no cover - IPython comes with ipywidgets
-            return
-        ip = get_ipython()
-        if ip is None:
-            return
-        ip.events.register("pre_run_cell", self._before_cell)
-        ip.events.register("post_run_cell", self._after_cell)
-        self._hooks = ip
-
-    def _unregister_cell_hooks(self) -> None:
-        ip, self._hooks = self._hooks, None
-        if ip is None:
-            return
-        for name, fn in (("pre_run_cell", self._before_cell), ("post_run_cell", self._after_cell)):
-            try:
-                ip.events.unregister(name, fn)
-            except ValueError:
-                pass
+    def _worker_busy(self) -> bool:
+        return self._stepping
