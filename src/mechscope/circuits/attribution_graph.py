@@ -166,11 +166,22 @@ class AttributionGraph:
                          row_labels=["emb"] + [f"L{layer}" for layer in range(self.n_layers)] + ["logits"],
                          column_labels=list(self.tokens))
 
-    def show(self, max_edges: int | None = None) -> Any:
-        """The graph in a `mechscope.widgets.CircuitGraph` (offline effects: ``node_effect``)."""
+    def show(self, max_edges: int | None = None, model: Any = None, transcoders: Any = None) -> Any:
+        """The graph in a `mechscope.widgets.CircuitGraph` (precomputed and offline effects:
+        ``node_effect``); with ``model`` and ``transcoders`` (those it was built with) a click
+        ablates the nodes live in the real model (`mechscope.circuits.graph_ablation.graph_ablator`)."""
         from ..widgets.circuit_graph import CircuitGraph
 
-        return CircuitGraph(self.graph_data(max_edges))
+        if (model is None) != (transcoders is None):
+            raise InputError("give both model= and transcoders= (the graph's own) for live ablation, or neither.")
+        data = self.graph_data(max_edges)
+        if model is None:
+            return CircuitGraph(data)
+        from .graph_ablation import graph_ablator
+
+        ablate = graph_ablator(model, self, transcoders)
+        live = f"logit {self.logit_tokens[0]!r} (clicks: real model; precomputed: linearised)"
+        return CircuitGraph(replace(data, metric_name=live), ablate=ablate)
 
     def __repr__(self) -> str:
         return (f"AttributionGraph({self.prompt!r}, {self.n_nodes} nodes, {self.n_edges} edges, "
