@@ -24,9 +24,10 @@ from .curves import (
 )
 from .faithfulness import ABLATIONS, Faithfulness, edge_patching, faithfulness
 from .graph import ComponentGraph
+from .graph_ablation import graph_ablator
 from .view import NodeEffects, circuit_ablator, circuit_graph_data, node_ablation_effects
 
 __all__ = ["ABLATIONS", "METHODS", "AttributionGraph", "Circuit", "ComponentGraph", "EdgeAgreement", "EdgeScores", "Faithfulness",
            "FaithfulnessCurve", "NodeEffects", "attribution_graph", "circuit_ablator", "circuit_graph_data", "edge_agreement",
-           "edge_attribution", "edge_patching", "faithfulness", "faithfulness_curve", "node_ablation_effects",
+           "edge_attribution", "edge_patching", "faithfulness", "faithfulness_curve", "graph_ablator", "node_ablation_effects",
            "prune", "sample_edges", "select"]
